@@ -1,0 +1,25 @@
+"""ipckit: the ways Python processes share data, as importable, spawn-safe workers.
+
+Submodules hold one idea each (state, messages, child, arrays, pipeline, bench,
+plots, widgets); import them directly, e.g. ``from ipckit import state``. Only
+the start-method switch is imported here, so ``import ipckit`` stays cheap in
+every child process.
+"""
+from .context import (
+    DEFAULT_START_METHOD,
+    ENV_VAR,
+    START_METHODS,
+    get_context,
+    require_importable,
+    resolve_start_method,
+)
+
+__all__ = [
+    "DEFAULT_START_METHOD",
+    "ENV_VAR",
+    "START_METHODS",
+    "get_context",
+    "require_importable",
+    "resolve_start_method",
+]
+__version__ = "0.1.0"
