@@ -13,7 +13,7 @@ def die(exitcode=3):
     os._exit(exitcode)
 
 
-def nap(seconds, value=None):
+def nap(seconds=0.0, value=None):
     """Sleep, then return ``value``: a stand-in for slow work."""
     time.sleep(seconds)
     return value

@@ -54,7 +54,8 @@ def queue_demo(count=1_000, start_method=None, timeout=DEFAULT_TIMEOUT):
     return {"sent": sent, **summary, "expected_total": count * (count - 1) // 2}
 
 
-def _wait_for_one_item(items, mode, give_up_after):
+def _wait_for_one_item(items, ready, mode, give_up_after):
+    ready.set()  # the parent starts its delay only now, so start-up time is not counted
     cpu_start, wall_start = time.process_time(), time.perf_counter()
     if mode == "blocking":
         item = items.get(timeout=give_up_after)
@@ -73,6 +74,12 @@ def _wait_for_one_item(items, mode, give_up_after):
     }
 
 
+def _put_when_ready(items, ready, delay, timeout):
+    if ready.wait(timeout):
+        time.sleep(delay)
+        items.put("the item")
+
+
 def waiting_cost(mode="blocking", delay=0.5, start_method=None, timeout=DEFAULT_TIMEOUT):
     """How much CPU a consumer burns while it waits ``delay`` seconds for an item.
 
@@ -82,14 +89,16 @@ def waiting_cost(mode="blocking", delay=0.5, start_method=None, timeout=DEFAULT_
     if mode not in ("blocking", "polling"):
         raise ValueError(f"mode must be 'blocking' or 'polling', not {mode!r}")
     check_timeout(delay, "delay")
+    check_timeout(timeout)
     ctx = get_context(start_method)
-    items = ctx.Queue()
-    timer = threading.Timer(delay, items.put, args=("the item",))
+    items, ready = ctx.Queue(), ctx.Event()
+    deliverer = threading.Thread(target=_put_when_ready, args=(items, ready, delay, timeout), daemon=True)
     try:
-        timer.start()
-        (report,) = run_many([(_wait_for_one_item, (items, mode, delay + timeout))], start_method, timeout + delay)
+        deliverer.start()
+        (report,) = run_many([(_wait_for_one_item, (items, ready, mode, delay + timeout))], start_method, timeout + delay)
     finally:
-        timer.cancel()
+        ready.set()  # releases the deliverer if the child never started
+        deliverer.join(timeout + delay)
         items.close()
         items.join_thread()
     report.update(mode=mode, cpu_share=report["cpu_seconds"] / report["wall_seconds"])

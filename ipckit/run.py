@@ -97,7 +97,7 @@ def receive(conn, process, timeout, what="a reply"):
     if conn in ready or conn.poll(0):  # the child may have sent, then exited
         try:
             return conn.recv()
-        except EOFError:
+        except (EOFError, ConnectionResetError):  # closed, or reset by a process that died
             pass
     process.join(1.0)
     raise WorkerDied(process.name, process.exitcode)
