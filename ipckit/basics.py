@@ -1,10 +1,11 @@
 """Lesson 00's workers: threads against processes, and what a child needs to find your function."""
+import gc
 import threading
 import time
 
 from .context import get_context, require_importable, resolve_start_method
-from .run import DEFAULT_TIMEOUT, check_timeout, run_many, stop_process
-from .state import check_count
+from .checks import check_count, check_timeout
+from .run import DEFAULT_TIMEOUT, run_many, stop_process
 
 
 def count_down(steps):
@@ -72,15 +73,20 @@ def pool_with_function(func, start_method="spawn", wait_seconds=3.0):
 
     A Pool whose workers cannot unpickle the function does not raise: each worker
     dies and is replaced, and ``map`` waits for ever. ``map_async(...).get(timeout)``
-    turns that hang into a TimeoutError; leaving the ``with`` block terminates the pool.
+    turns that hang into a TimeoutError; the pool is then terminated.
     """
     check_timeout(wait_seconds, "wait_seconds")
     ctx = get_context(start_method)
-    with ctx.Pool(1) as pool:
-        try:
-            return {"result": pool.map_async(func, [1, 2, 3]).get(timeout=wait_seconds)}
-        except Exception as exc:  # TimeoutError here; other errors reported the same way
-            return {"result": f"{type(exc).__name__} after {wait_seconds} s: the pool never answered"}
+    pool = ctx.Pool(1)
+    try:
+        return {"result": pool.map_async(func, [1, 2, 3]).get(timeout=wait_seconds)}
+    except Exception as exc:  # TimeoutError here; other errors reported the same way
+        return {"result": f"{type(exc).__name__} after {wait_seconds} s: the pool never answered"}
+    finally:
+        pool.terminate()
+        pool.join()
+        del pool
+        gc.collect()  # a Pool holds reference cycles; its semaphores go only when it is collected
 
 
 def check_function(func, start_method=None):

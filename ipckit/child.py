@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 
-from .run import check_timeout
+from .checks import check_timeout
 
 CHILD_COMMAND = (sys.executable, "-m", "ipckit.child")
 

@@ -13,8 +13,8 @@ from multiprocessing.connection import wait
 import numpy as np
 
 from .context import get_context
-from .run import DEFAULT_TIMEOUT, check_timeout, receive, run_many, stop_process
-from .state import check_count
+from .checks import check_count, check_timeout
+from .run import DEFAULT_TIMEOUT, receive, run_many, stop_process
 
 STOP = None  # the sentinel: "no more items"
 

@@ -9,6 +9,7 @@ import time
 import traceback
 from multiprocessing.connection import wait
 
+from .checks import check_timeout
 from .context import get_context, require_importable
 
 DEFAULT_TIMEOUT = 60.0
@@ -63,11 +64,6 @@ def call_and_send(conn, func, args, kwargs):
             conn.send(error_record(exc))
     finally:
         conn.close()
-
-
-def check_timeout(timeout, name="timeout"):
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-        raise ValueError(f"{name} must be a positive number of seconds, not {timeout!r}")
 
 
 def stop_process(process, grace=1.0):

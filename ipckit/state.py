@@ -14,18 +14,10 @@ import numpy as np
 import psutil
 
 from .context import get_context, resolve_start_method
-from .run import DEFAULT_TIMEOUT, check_timeout, run_in_child, run_many
+from .checks import check_count, check_timeout
+from .run import DEFAULT_TIMEOUT, run_in_child, run_many
 
 MiB = 2**20
-
-
-def check_count(value, name, minimum=1):
-    """Raise a clear error unless ``value`` is a whole number >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be a whole number, not {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, not {value}")
-    return int(value)
 
 
 # --- Globals are not shared ---------------------------------------------------------
