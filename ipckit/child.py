@@ -90,6 +90,7 @@ class LineChild:
         self.timeout = timeout
         self.process = _start(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=1)
         self._lines = queue.Queue()
+        self._late_reply_pending = False
         self._reader = threading.Thread(target=_pump, args=(self.process.stdout, self._lines), daemon=True)
         self._reader.start()
 
@@ -99,6 +100,11 @@ class LineChild:
             raise ValueError("a request is one line: remove the newline characters from it")
         if self.process.stdin.closed:
             raise ValueError("this child's stdin is closed; start a new LineChild to ask more")
+        if self._late_reply_pending:
+            raise RuntimeError(
+                "an earlier request timed out, and its late reply would be taken for this one's; "
+                "close this LineChild and start a new one"
+            )
         try:
             self.process.stdin.write(request + "\n")
             self.process.stdin.flush()
@@ -108,6 +114,7 @@ class LineChild:
         try:
             reply = self._lines.get(timeout=timeout)
         except queue.Empty:
+            self._late_reply_pending = True
             raise TimeoutError(f"no reply to {request!r} within {timeout} s") from None
         if reply is None:
             raise RuntimeError(f"the child exited before replying (poll() = {self.process.wait(1)})")

@@ -90,6 +90,16 @@ def big_global_demo(mib=64, start_method=None, timeout=DEFAULT_TIMEOUT):
 # --- Value and Array ------------------------------------------------------------------
 
 
+def double_all(value, array):
+    """Child-side worker: double a shared ``Value`` and every item of a shared ``Array`` in place."""
+    with value.get_lock():
+        value.value *= 2
+    with array.get_lock():
+        for i in range(len(array)):
+            array[i] *= 2
+    return "doubled"
+
+
 def _add_many(counter, start_together, increments, use_lock, timeout):
     start_together.wait(timeout)  # all children count at the same time, or nothing races
     if use_lock:

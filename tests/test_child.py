@@ -14,7 +14,9 @@ def test_long_running_child_answers_line_by_line():
 def test_reply_timeout_does_not_hang():
     with child.LineChild(timeout=5) as talker:
         with pytest.raises(TimeoutError, match="no reply"):
-            talker.ask("sleep 3", timeout=0.3)
+            talker.ask("sleep 1", timeout=0.3)
+        with pytest.raises(RuntimeError, match="late reply"):
+            talker.ask("square 2")  # would otherwise receive "awake", the reply to the sleep
 
 
 def test_child_that_exited_gives_a_clear_error():
