@@ -150,7 +150,8 @@ def shared_array_demo(processes=4, length=12, start_method=None, timeout=DEFAULT
     return {"values": list(shared[:]), "written_per_child": written}
 
 
-def _work_until_stopped(stop, rounds):
+def _work_until_stopped(started, stop, rounds, timeout):
+    started.wait(timeout)  # the parent's clock starts once every worker is running
     while not stop.is_set():
         sum(range(2_000))  # one small unit of work
         with rounds.get_lock():
@@ -158,22 +159,32 @@ def _work_until_stopped(stop, rounds):
     return time.perf_counter()
 
 
+def _stop_later(started, stop, delay, timeout, set_at):
+    try:
+        started.wait(timeout)
+        time.sleep(delay)
+    except threading.BrokenBarrierError:
+        pass  # a worker failed to start; stop the others at once
+    finally:
+        set_at.append(time.perf_counter())
+        stop.set()
+
+
 def stop_flag_demo(workers=2, run_seconds=0.3, start_method=None, timeout=DEFAULT_TIMEOUT):
     """Children work until the parent sets a shared ``Event``; report how quickly they stop."""
     workers = check_count(workers, "workers")
     check_timeout(run_seconds, "run_seconds")
     ctx = get_context(start_method)
-    stop, rounds = ctx.Event(), ctx.Value("q", 0)
-    calls = [(_work_until_stopped, (stop, rounds))] * workers
-    # run_many waits in the parent, so the flag is set from a timer thread
+    started, stop, rounds = ctx.Barrier(workers + 1), ctx.Event(), ctx.Value("q", 0)
     set_at = []
-    timer = threading.Timer(run_seconds, lambda: (set_at.append(time.perf_counter()), stop.set()))
-    timer.start()
+    # run_many waits in the parent, so the flag is set from a thread
+    stopper = threading.Thread(target=_stop_later, args=(started, stop, run_seconds, timeout, set_at), daemon=True)
+    stopper.start()
     try:
-        stopped_at = run_many(calls, start_method=start_method, timeout=timeout)
+        stopped_at = run_many([(_work_until_stopped, (started, stop, rounds, timeout))] * workers, start_method, timeout)
     finally:
-        timer.cancel()
-        stop.set()
+        started.abort()  # frees the stopper if the workers never arrived
+        stopper.join(timeout)
     return {
         "workers_stopped": len(stopped_at),
         "rounds_done": rounds.value,
