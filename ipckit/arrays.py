@@ -66,7 +66,8 @@ MiB = 2**20
 # --- dtypes and typecodes -------------------------------------------------------------------
 
 # The typecodes multiprocessing.Array/RawArray accept for numbers, and the numpy dtype each holds.
-TYPECODES = {code: np.dtype(ctype) for code, ctype in typecode_to_type.items() if code in "bBhHiIlLqQfd"}
+# 'q'/'Q' come before 'l'/'L': a C long is 4 bytes on Windows, a long long is 8 everywhere.
+TYPECODES = {code: np.dtype(typecode_to_type[code]) for code in "bBhHiIqQlLfd"}
 
 
 def _ctype_for(dtype):
