@@ -1,5 +1,89 @@
-"""Matplotlib figures for the lessons: one function per chart, each returning its Figure."""
+"""Matplotlib figures for the lessons: one function per chart, each returning its Figure.
+
+The ``show_*`` functions measure, then draw: they are the ``update`` functions
+that :func:`ipckit.widgets.live_panel` calls when a slider moves.
+"""
 import matplotlib.pyplot as plt
+
+from . import arrays, shm
+
+MiB = 2**20
+
+
+def _axes(ax, width=7, height=3.5):
+    if ax is None:
+        _, ax = plt.subplots(figsize=(width, height), layout="constrained")
+    return ax
+
+
+def _size(nbytes):
+    return f"{nbytes / MiB:.3g} MiB" if nbytes >= MiB else f"{nbytes / 1024:.3g} KiB"
+
+
+def short_reason(record):
+    """The first clause of a skipped record's reason, without the transport's name in front."""
+    reason = record["skipped"]
+    for prefix in (f"transport {record['transport']!r}: ", f"transport {record['transport']!r} "):
+        if reason.startswith(prefix):
+            reason = reason[len(prefix):]
+    return reason.split(":")[0]
+
+
+def plot_transport_speeds(records, ax=None):
+    """Horizontal bars: GB/s of each transport's best one-way hand-off (records from compare_transports)."""
+    measured = sorted((r for r in records if "skipped" not in r), key=lambda r: r["gb_per_s"])
+    skipped = [r for r in records if "skipped" in r]
+    rows = skipped + measured  # skipped ones at the bottom, with their reason instead of a bar
+    ax = _axes(ax, height=1.0 + 0.32 * max(len(rows), 1))
+    ax.barh([r["transport"] for r in rows], [r.get("gb_per_s", 0) for r in rows],
+            color=["tab:orange" if r["transport"] == "fork_global" else "tab:blue" for r in rows])
+    label = ax.get_yaxis_transform()  # x in axes fraction, y in rows
+    for y, record in enumerate(rows):
+        if "skipped" in record:
+            ax.text(0.01, y, "skipped: " + short_reason(record), transform=label, va="center", fontsize=8, color="gray")
+        else:
+            ax.annotate(f" {record['best_s'] * 1e3:.3g} ms", (record["gb_per_s"], y), va="center", fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("GB/s, best one-way hand-off (log scale)")
+    first = rows[0] if rows else None
+    if first:
+        ax.set_title(f"{_size(first['nbytes'])} float64 array, parent -> child, start method {first['start_method']}")
+    if measured:
+        speeds = [r["gb_per_s"] for r in measured]
+        ax.set_xlim(min(speeds) / 3, max(speeds) * 8)
+    if any(r["transport"] == "fork_global" for r in measured):
+        ax.text(0.99, 0.02, "fork_global (orange): the time to fork a child that can read it",
+                transform=ax.transAxes, fontsize=7, ha="right", va="bottom")
+    return ax.figure
+
+
+def show_transport_speeds(size_mib=4, start_method=None, repeats=3):
+    """Measure every transport on a ``size_mib`` MiB array, then draw :func:`plot_transport_speeds`."""
+    records = arrays.compare_transports(int(size_mib * MiB), start_method=start_method, repeats=repeats)
+    plot_transport_speeds(records)
+    return records
+
+
+def plot_fresh_vs_reused(result, ax=None):
+    """Two bars: seconds to copy one array into a fresh block versus into a reused slot (from shm.fresh_vs_reused)."""
+    ax = _axes(ax, width=6, height=2.4)
+    labels = ["fresh block per array", "one reused slot"]
+    seconds = [result["fresh_s"], result["reused_s"]]
+    faults = [result["fresh_faults"], result["reused_faults"]]
+    ax.barh(labels, [s * 1e3 for s in seconds], color=["tab:red", "tab:green"])
+    for y, (s, f) in enumerate(zip(seconds, faults)):
+        ax.annotate(f" {result['nbytes'] / s / 1e9:.2g} GB/s, {f:,} page faults", (s * 1e3, y), va="center", fontsize=8)
+    ax.set_xlabel("milliseconds per array (best of the repeats)")
+    ax.set_xlim(right=max(seconds) * 1e3 * 1.9)
+    ax.set_title(f"Copying {_size(result['nbytes'])} into shared memory ({result['pages']:,} pages)")
+    return ax.figure
+
+
+def show_fresh_vs_reused(size_mib=8, repeats=5):
+    """Measure :func:`ipckit.shm.fresh_vs_reused` at ``size_mib`` MiB and draw it."""
+    result = shm.fresh_vs_reused(int(size_mib * MiB), repeats)
+    plot_fresh_vs_reused(result)
+    return result
 
 
 def plot_lanes(runs, title="Who ran when"):

@@ -1,0 +1,1019 @@
+"""Large numpy arrays between processes: one interface, many transports.
+
+``TRANSPORTS`` maps a name to a :class:`Transport`. Every transport moves one
+numpy array (any numeric or bool dtype, any shape, any memory order) from a
+*sender* to a *receiver* in another process, and they all have the same shape:
+
+``transport.start_methods``
+    the start methods it works under (``fork_global`` needs fork).
+``transport.unavailable_reason(nbytes, start_method, practical=True)``
+    ``None`` if an array of ``nbytes`` can go this way here, else a sentence
+    saying why not: a start method it cannot use, more bytes than ``/dev/shm``
+    has free, or (with ``practical=True``) a size at which it would take
+    minutes (``rawarray_seq``, ``manager``). ``check_available`` raises instead.
+``transport.open(capacity, start_method) -> Link``
+    creates, in the calling process, what the transport needs (pipes, a
+    queue, a Manager server, a shared buffer of ``capacity`` bytes for the
+    transports whose memory must exist before the receiver starts). Use it as
+    a context manager: ``close()`` releases everything, on every path.
+``link.sender.send(array, timeout, peer=None)`` / ``link.receiver.recv(timeout, peer=None) -> ndarray``
+    the two ends. Each end is picklable *at process creation* (pass it in
+    ``Process(args=...)``), so either end can live in the parent or in a
+    child. ``peer`` is the other end's ``Process`` when the caller is its
+    parent: waits then also watch its sentinel and raise
+    :class:`~ipckit.run.WorkerDied` instead of waiting out the timeout.
+    ``recv`` returns an array the caller owns (a copy), except for
+    ``fork_global``, which hands over the inherited array itself.
+    After starting a child, call ``close()`` on the ends it took, so that a
+    dead child gives a broken pipe instead of a hang.
+``transport.send_before_start``
+    True for ``fork_global``: the data travels by ``fork`` itself, so the
+    sender calls ``send()`` and *then* starts the receiver from the same
+    process.
+
+The benchmark times ``send`` in one process up to ``recv`` returning in
+another (:func:`hand_off_times` does it with the parent as sender) and checks
+:func:`fingerprint` outside the timed interval. The pipeline streams arrays
+through :class:`ipckit.shm.SlotPool` slots, the same mechanism as the
+``shared_memory_pool`` transport.
+
+:func:`echo` and :func:`echo_many` send arrays to a child and back by one
+transport; :func:`pack` / :func:`unpack` put a list of arrays of mixed shapes
+and dtypes into one flat shared buffer and back, with one memory copy each.
+"""
+import ctypes
+import itertools
+import os
+import threading
+import time
+import uuid
+import zlib
+from collections import namedtuple
+from multiprocessing import resource_tracker
+from multiprocessing.connection import wait
+from multiprocessing.sharedctypes import typecode_to_type
+
+import numpy as np
+
+from . import shm
+from .context import START_METHODS, get_context, resolve_start_method
+from .run import DEFAULT_TIMEOUT, WorkerDied, WorkerError, call_and_send, receive, stop_process
+from .shm import NotEnoughSharedMemory, check_numeric_array, check_numeric_dtype
+from .checks import check_count, check_timeout
+
+MiB = 2**20
+
+# --- dtypes and typecodes -------------------------------------------------------------------
+
+# The typecodes multiprocessing.Array/RawArray accept for numbers, and the numpy dtype each holds.
+# 'q'/'Q' come before 'l'/'L': a C long is 4 bytes on Windows, a long long is 8 everywhere.
+TYPECODES = {code: np.dtype(typecode_to_type[code]) for code in "bBhHiIqQlLfd"}
+
+
+def _ctype_for(dtype):
+    """The ctypes type holding one element of ``dtype`` exactly, or None (float16, complex, bool)."""
+    for code, held in TYPECODES.items():
+        if held == dtype:
+            return typecode_to_type[code]
+    return None
+
+
+def typecode_for(dtype, typecode=None):
+    """Return the multiprocessing typecode that holds ``dtype`` exactly, or check the one given.
+
+    Raises TypeError when no typecode can hold the dtype (float16, complex,
+    bool: ``Array``/``RawArray`` know only ``b B h H i I l L q Q f d``) or when
+    ``typecode`` would round or refuse the values (``'f'`` for float64,
+    ``'i'`` for floats), and ValueError for a typecode that does not exist.
+    """
+    dtype = check_numeric_dtype(dtype)
+    if typecode is None:
+        for code, held in TYPECODES.items():
+            if held == dtype:
+                return code
+        raise TypeError(
+            f"no multiprocessing typecode holds {dtype}: Array and RawArray know only "
+            f"{' '.join(TYPECODES)} ({', '.join(sorted({str(d) for d in TYPECODES.values()}))}). "
+            "Use pack() or the shared_memory transport, which keep any dtype, or move the raw bytes "
+            "(typecode 'B' and array.view(numpy.uint8))."
+        )
+    if typecode not in TYPECODES:
+        raise ValueError(f"unknown typecode {typecode!r}; numeric typecodes are {', '.join(TYPECODES)}")
+    if TYPECODES[typecode] != dtype:
+        good = [code for code, held in TYPECODES.items() if held == dtype]
+        fix = f"use {good[0]!r} for {dtype}" if good else f"no typecode holds {dtype}; use pack() or shared_memory"
+        raise TypeError(
+            f"typecode {typecode!r} holds {TYPECODES[typecode]} ({TYPECODES[typecode].itemsize} bytes each), "
+            f"not {dtype}: the values would be rounded, wrapped or refused; {fix}"
+        )
+    return typecode
+
+
+def to_rawarray(array, typecode=None, by_sequence=False, start_method=None):
+    """Copy ``array`` (C order) into a new ``RawArray`` of the matching typecode; return it.
+
+    ``by_sequence=True`` does it the seed's way, ``RawArray(typecode, sequence)``,
+    which converts element by element in Python; the default allocates
+    ``RawArray(typecode, n)`` and fills it with one numpy copy. Create it before
+    starting the children that need it: a RawArray travels only at process creation.
+    """
+    array = check_numeric_array(array)
+    code = typecode_for(array.dtype, typecode)
+    ctx = get_context(start_method)
+    flat = array.reshape(-1, order="C")
+    if by_sequence:
+        return ctx.RawArray(code, flat)
+    raw = ctx.RawArray(code, flat.size)
+    np.frombuffer(raw, dtype=array.dtype)[:] = flat
+    return raw
+
+
+def from_rawarray(raw, shape, dtype, copy=True):
+    """The array of ``shape``/``dtype`` in ``raw`` (a copy by default, else a view sharing its memory)."""
+    dtype = check_numeric_dtype(dtype)
+    view = shm.array_in(raw, shape, dtype)
+    return view.copy() if copy else view
+
+
+Fingerprint = namedtuple("Fingerprint", "shape dtype crc32")
+
+
+def fingerprint(array):
+    """(shape, dtype, CRC-32 of the bytes in C order): equal fingerprints mean equal arrays, bit for bit."""
+    array = check_numeric_array(array)
+    data = np.ascontiguousarray(array).reshape(-1).view(np.uint8)
+    return Fingerprint(tuple(array.shape), str(array.dtype), zlib.crc32(data))
+
+
+# --- waiting without hanging -------------------------------------------------------------------
+
+
+def _wait_readable(conn, timeout, peer, what):
+    """Wait until ``conn`` has data, at most ``timeout`` s; with a ``peer`` process, also watch it die."""
+    handles = [conn] + ([peer.sentinel] if peer is not None else [])
+    ready = wait(handles, timeout)
+    if not ready:
+        raise TimeoutError(f"no {what} within {timeout} s")
+    if conn in ready or conn.poll(0):
+        return
+    peer.join(1.0)
+    raise WorkerDied(peer.name, peer.exitcode)
+
+
+def _recv_message(conn, timeout, peer, what):
+    _wait_readable(conn, timeout, peer, what)
+    try:
+        return conn.recv()
+    except EOFError:
+        raise (WorkerDied(peer.name, peer.exitcode) if peer is not None else EOFError(f"the other end closed before {what}")) from None
+
+
+def _c_order(array):
+    """A C-contiguous array with the same values: the array itself when it already is one."""
+    return array if array.flags.c_contiguous else np.ascontiguousarray(array)
+
+
+# --- ends: one class per mechanism -------------------------------------------------------------
+
+
+class _End:
+    """Base for both ends: closes its connection, if it has one."""
+
+    _conn = None
+
+    def close(self):
+        if self._conn is not None:
+            self._conn.close()
+
+
+class _PicklePipeSender(_End):
+    def __init__(self, conn):
+        self._conn = conn
+
+    def send(self, array, timeout=DEFAULT_TIMEOUT, peer=None):
+        self._conn.send(check_numeric_array(array))  # pickles the whole array into the pipe
+
+
+class _PicklePipeReceiver(_End):
+    def __init__(self, conn):
+        self._conn = conn
+
+    def recv(self, timeout=DEFAULT_TIMEOUT, peer=None):
+        return _recv_message(self._conn, timeout, peer, "array")
+
+
+class _BytesPipeSender(_End):
+    def __init__(self, conn):
+        self._conn = conn
+
+    def send(self, array, timeout=DEFAULT_TIMEOUT, peer=None):
+        array = check_numeric_array(array)
+        if array.flags.c_contiguous:
+            order, data = "C", array
+        elif array.flags.f_contiguous:
+            order, data = "F", array.T  # the transpose of a Fortran array is C-contiguous: no copy
+        else:
+            order, data = "C", np.ascontiguousarray(array)  # a strided view: one copy to make it contiguous
+        self._conn.send((array.dtype.str, array.shape, order))  # a small header...
+        self._conn.send_bytes(data.reshape(-1).view(np.uint8))  # ...then the raw buffer, no pickling
+
+
+class _BytesPipeReceiver(_End):
+    def __init__(self, conn):
+        self._conn = conn
+
+    def recv(self, timeout=DEFAULT_TIMEOUT, peer=None):
+        dtype, shape, order = _recv_message(self._conn, timeout, peer, "array header")
+        out = np.empty(shape, dtype=np.dtype(dtype), order=order)
+        target = (out if order == "C" else out.T).reshape(-1).view(np.uint8)
+        _wait_readable(self._conn, timeout, peer, "array data")
+        received = self._conn.recv_bytes_into(target)  # straight into the new array's memory
+        if received != out.nbytes:
+            raise RuntimeError(f"expected {out.nbytes} bytes, received {received}")
+        return out
+
+
+class _QueueSender(_End):
+    def __init__(self, queue):
+        self._queue = queue
+
+    def send(self, array, timeout=DEFAULT_TIMEOUT, peer=None):
+        # put() returns at once; a feeder thread pickles the array later, so do not
+        # change the array after sending it (send a copy if you must).
+        self._queue.put(check_numeric_array(array))
+
+
+class _QueueReceiver(_End):
+    def __init__(self, queue):
+        self._queue = queue
+
+    def recv(self, timeout=DEFAULT_TIMEOUT, peer=None):
+        import queue as queue_module
+
+        deadline = time.monotonic() + timeout
+        while True:  # blocking gets in short slices, to notice a dead peer; never a busy loop
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no array within {timeout} s")
+            try:
+                return self._queue.get(timeout=min(remaining, 0.25))
+            except queue_module.Empty:
+                if peer is not None and not peer.is_alive():
+                    try:
+                        return self._queue.get(timeout=0.1)
+                    except queue_module.Empty:
+                        raise WorkerDied(peer.name, peer.exitcode) from None
+
+
+class _ManagerSender(_End):
+    def __init__(self, store, conn):
+        self._store, self._conn = store, conn
+        self._counter = itertools.count()
+
+    def send(self, array, timeout=DEFAULT_TIMEOUT, peer=None):
+        key = f"{os.getpid()}-{next(self._counter)}"
+        self._store[key] = check_numeric_array(array)  # pickled to the manager's server process
+        self._conn.send(key)  # tell the receiver where to look
+
+
+class _ManagerReceiver(_End):
+    def __init__(self, store, conn):
+        self._store, self._conn = store, conn
+
+    def recv(self, timeout=DEFAULT_TIMEOUT, peer=None):
+        key = _recv_message(self._conn, timeout, peer, "array")
+        return self._store.pop(key)  # pickled again, from the server to this process
+
+
+class _BufferSender(_End):
+    """Write into shared memory, send a small header, wait for the receiver's acknowledgement."""
+
+    def __init__(self, conn):
+        self._conn = conn
+
+    def send(self, array, timeout=DEFAULT_TIMEOUT, peer=None):
+        array = check_numeric_array(array)
+        header, finish = self._put(array)
+        try:
+            self._conn.send(header)
+            _recv_message(self._conn, timeout, peer, "acknowledgement")  # the receiver has its copy
+        finally:
+            finish()
+
+    def _put(self, array):  # -> (header, called when the receiver is done or on error)
+        raise NotImplementedError
+
+
+class _BufferReceiver(_End):
+    def __init__(self, conn):
+        self._conn = conn
+
+    def recv(self, timeout=DEFAULT_TIMEOUT, peer=None):
+        header = _recv_message(self._conn, timeout, peer, "array")
+        try:
+            return self._take(header)
+        finally:
+            self._conn.send("done")  # the sender may now reuse or unlink the memory
+
+    def _take(self, header):
+        raise NotImplementedError
+
+
+def _nothing():
+    pass
+
+
+def _check_capacity(array, capacity, name):
+    if array.nbytes > capacity:
+        raise ValueError(
+            f"this {name} link holds at most {capacity:,} bytes, the array has {array.nbytes:,}: "
+            "open the link with a larger capacity (its memory must exist before the receiver starts)"
+        )
+
+
+class _RawArraySender(_BufferSender):
+    def __init__(self, conn, raw, capacity, by_sequence):
+        super().__init__(conn)
+        self._raw, self._capacity, self._by_sequence = raw, capacity, by_sequence
+
+    def _put(self, array):
+        _check_capacity(array, self._capacity, "rawarray_seq" if self._by_sequence else "rawarray")
+        flat = array.reshape(-1, order="C")
+        if self._by_sequence:
+            ctype = _ctype_for(array.dtype)
+            if ctype is None:  # float16, complex, bool: no typecode holds them, so go byte by byte
+                ctype, flat = ctypes.c_ubyte, _c_order(array).reshape(-1).view(np.uint8)
+            # What RawArray(typecode, sequence) does: ctypes' __init__ with one Python object per element.
+            (ctype * flat.size).from_buffer(self._raw).__init__(*flat)
+        else:
+            shm.array_in(self._raw, array.shape, array.dtype)[...] = array  # one memory copy
+        return (array.dtype.str, array.shape), _nothing
+
+
+class _RawArrayReceiver(_BufferReceiver):
+    def __init__(self, conn, raw):
+        super().__init__(conn)
+        self._raw = raw
+
+    def _take(self, header):
+        dtype, shape = header
+        return shm.array_in(self._raw, shape, dtype).copy()
+
+
+class _SyncArraySender(_BufferSender):
+    def __init__(self, conn, shared, capacity):
+        super().__init__(conn)
+        self._shared, self._capacity = shared, capacity
+
+    def _put(self, array):
+        _check_capacity(array, self._capacity, "array")
+        with self._shared.get_lock():
+            shm.array_in(self._shared.get_obj(), array.shape, array.dtype)[...] = array
+        return (array.dtype.str, array.shape), _nothing
+
+
+class _SyncArrayReceiver(_BufferReceiver):
+    def __init__(self, conn, shared):
+        super().__init__(conn)
+        self._shared = shared
+
+    def _take(self, header):
+        dtype, shape = header
+        with self._shared.get_lock():
+            return shm.array_in(self._shared.get_obj(), shape, dtype).copy()
+
+
+class _SharedMemorySender(_BufferSender):
+    def _put(self, array):
+        block = shm.create(array.nbytes)  # a fresh block per array: this process owns it
+        try:
+            ref = block.write(array)
+        except BaseException:
+            block.close()
+            raise
+        return ref, block.close  # closed and unlinked by its owner once the receiver has its copy
+
+
+class _SharedMemoryReceiver(_BufferReceiver):
+    def _take(self, ref):
+        return shm.read_ref(ref)  # attach by name (untracked), copy out, detach; never unlink
+
+
+class _PoolSender(_BufferSender):
+    def __init__(self, conn, pool):
+        super().__init__(conn)
+        self._pool = pool
+
+    def _put(self, array):
+        return self._pool.write(0, array), _nothing  # the same slot every time: its pages stay mapped
+
+    def close(self):
+        super().close()
+        if not self._pool.owner:
+            self._pool.close()
+
+
+class _PoolReceiver(_BufferReceiver):
+    def __init__(self, conn, pool):
+        super().__init__(conn)
+        self._pool = pool
+
+    def _take(self, ref):
+        return self._pool.read(ref)
+
+    def close(self):
+        super().close()
+        if not self._pool.owner:
+            self._pool.close()
+
+
+_FORK_INHERITED = {}  # link key -> arrays "sent" by fork: set in the sender, inherited by its forked children
+
+
+class _ForkGlobalSender(_End):
+    def __init__(self, key):
+        self._key = key
+
+    def send(self, array, timeout=DEFAULT_TIMEOUT, peer=None):
+        _FORK_INHERITED.setdefault(self._key, []).append(check_numeric_array(array))
+
+
+class _ForkGlobalReceiver(_End):
+    def __init__(self, key):
+        self._key = key
+        self._taken = 0
+
+    def recv(self, timeout=DEFAULT_TIMEOUT, peer=None):
+        arrays = _FORK_INHERITED.get(self._key, [])
+        if self._taken >= len(arrays):
+            raise RuntimeError(
+                "fork_global: nothing inherited. The sender must call send() and then fork this process "
+                "(start_method='fork'); an array sent after the fork never arrives."
+            )
+        self._taken += 1
+        return arrays[self._taken - 1]  # the parent's pages, shared copy-on-write: no copy at all
+
+
+# --- transports and links ---------------------------------------------------------------------
+
+
+class Link:
+    """What :meth:`Transport.open` made: ``sender`` and ``receiver`` ends, and the resources to release."""
+
+    def __init__(self, transport, sender, receiver, closers=()):
+        self.transport = transport
+        self.sender = sender
+        self.receiver = receiver
+        self._closers = list(closers)  # called with discard=True/False, last made first closed
+
+    def __repr__(self):
+        return f"<Link {self.transport.name}>"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.close(discard=exc_type is not None)
+
+    def close(self, discard=False):
+        """Close both ends here and release everything; ``discard=True`` drops unsent data (error paths)."""
+        closers, self._closers = self._closers, []
+        errors = []
+        for close in [lambda _: self.sender.close(), lambda _: self.receiver.close()] + closers[::-1]:
+            try:
+                close(discard)
+            except Exception as exc:  # keep closing the rest
+                errors.append(exc)
+        if errors and not discard:
+            raise errors[0]
+
+
+class Transport:
+    """One way to move an array between processes; see the module docstring for the interface."""
+
+    name = ""
+    summary = ""
+    start_methods = START_METHODS
+    send_before_start = False
+    practical_limit = None  # bytes above which the benchmark should skip it (it would take minutes)
+
+    def __repr__(self):
+        return f"<Transport {self.name}: {self.summary}>"
+
+    def shm_bytes(self, nbytes):
+        """Bytes of /dev/shm this transport needs at once for an array of ``nbytes``."""
+        return 0
+
+    def _hard_problem(self, nbytes, method):
+        if method not in self.start_methods:
+            return ValueError(
+                f"transport {self.name!r} needs the {' or '.join(repr(m) for m in self.start_methods)} start method, "
+                f"not {method!r}: a child started by {method} begins with a fresh interpreter and inherits none "
+                f"of the parent's memory. Pass start_method={self.start_methods[0]!r} (not available on Windows), "
+                "or use shared_memory."
+            )
+        needed = self.shm_bytes(nbytes)
+        if needed:
+            problem = shm.space_problem(needed)
+            if problem:
+                return NotEnoughSharedMemory(f"transport {self.name!r}: {problem}")
+        return None
+
+    def check_available(self, nbytes, start_method=None):
+        """Raise ValueError or NotEnoughSharedMemory if an array of ``nbytes`` cannot go this way here."""
+        problem = self._hard_problem(check_count(nbytes, "nbytes", minimum=0), resolve_start_method(start_method))
+        if problem is not None:
+            raise problem
+
+    def unavailable_reason(self, nbytes, start_method=None, practical=True):
+        """None if an array of ``nbytes`` can go this way under ``start_method``, else why not (a sentence)."""
+        problem = self._hard_problem(check_count(nbytes, "nbytes", minimum=0), resolve_start_method(start_method))
+        if problem is not None:
+            return str(problem)
+        if practical and self.practical_limit is not None and nbytes > self.practical_limit:
+            return (
+                f"{self.name} is skipped above {self.practical_limit // MiB} MiB: {self.summary.lower()}, "
+                "so it would take minutes"
+            )
+        return None
+
+    def open(self, capacity=0, start_method=None):
+        """Make the link in this process (before starting the processes that use its ends)."""
+        capacity = check_count(capacity, "capacity", minimum=0)
+        return self._open(capacity, get_context(start_method))
+
+    def _open(self, capacity, ctx):
+        raise NotImplementedError
+
+
+def _pipe_closer(*conns):
+    def close(discard):
+        for conn in conns:
+            conn.close()
+
+    return close
+
+
+class _PipePickle(Transport):
+    name = "pipe_pickle"
+    summary = "Connection.send(array): the whole array is pickled into a pipe"
+
+    def _open(self, capacity, ctx):
+        reader, writer = ctx.Pipe(duplex=False)
+        return Link(self, _PicklePipeSender(writer), _PicklePipeReceiver(reader))
+
+
+class _PipeBytes(Transport):
+    name = "pipe_bytes"
+    summary = "a small header, then the raw buffer with send_bytes / recv_bytes_into"
+
+    def _open(self, capacity, ctx):
+        reader, writer = ctx.Pipe(duplex=False)
+        return Link(self, _BytesPipeSender(writer), _BytesPipeReceiver(reader))
+
+
+class _Queue(Transport):
+    name = "queue"
+    summary = "multiprocessing.Queue: pickled by a feeder thread into a pipe"
+
+    def _open(self, capacity, ctx):
+        queue = ctx.Queue()
+
+        def close(discard):
+            if discard:
+                queue.cancel_join_thread()  # do not wait to flush data nobody will read
+            queue.close()
+            if not discard:
+                queue.join_thread()
+
+        return Link(self, _QueueSender(queue), _QueueReceiver(queue), [close])
+
+
+class _Manager(Transport):
+    name = "manager"
+    summary = "a Manager dict proxy: pickled to the manager's server process and again to the receiver"
+    practical_limit = 256 * MiB
+
+    def _open(self, capacity, ctx):
+        manager = ctx.Manager()
+        try:
+            store = manager.dict()
+            reader, writer = ctx.Pipe(duplex=False)
+        except BaseException:
+            manager.shutdown()
+            raise
+        return Link(
+            self,
+            _ManagerSender(store, writer),
+            _ManagerReceiver(store, reader),
+            [lambda discard: manager.shutdown()],
+        )
+
+
+class _SyncArray(Transport):
+    name = "array"
+    summary = "a synchronized multiprocessing.Array, filled by a numpy copy under its lock"
+
+    def _open(self, capacity, ctx):
+        shared = ctx.Array("B", max(capacity, 1), lock=True)
+        a, b = ctx.Pipe(duplex=True)
+        return Link(self, _SyncArraySender(a, shared, capacity), _SyncArrayReceiver(b, shared))
+
+
+class _RawArray(Transport):
+    name = "rawarray"
+    summary = "RawArray(typecode, n) allocated once, filled by one numpy copy"
+    by_sequence = False
+
+    def _open(self, capacity, ctx):
+        raw = ctx.RawArray("B", max(capacity, 1))
+        a, b = ctx.Pipe(duplex=True)
+        return Link(self, _RawArraySender(a, raw, capacity, self.by_sequence), _RawArrayReceiver(b, raw))
+
+
+class _RawArraySeq(_RawArray):
+    name = "rawarray_seq"
+    summary = "the seed's way, as RawArray(typecode, sequence) does it: element by element in Python"
+    by_sequence = True
+    practical_limit = 64 * MiB
+
+
+class _SharedMemory(Transport):
+    name = "shared_memory"
+    summary = "a fresh SharedMemory block per array, written by its owner, attached by name by the reader"
+
+    def shm_bytes(self, nbytes):
+        return max(nbytes, 1)
+
+    def _open(self, capacity, ctx):
+        a, b = ctx.Pipe(duplex=True)
+        return Link(self, _SharedMemorySender(a), _SharedMemoryReceiver(b))
+
+
+class _SharedMemoryPool(Transport):
+    name = "shared_memory_pool"
+    summary = "one reused shared-memory slot (ipckit.shm.SlotPool): allocated once, written many times"
+
+    def shm_bytes(self, nbytes):
+        return -(-max(nbytes, 1) // shm.PAGE) * shm.PAGE
+
+    def _open(self, capacity, ctx):
+        pool = shm.SlotPool(1, max(capacity, 1))
+        try:
+            a, b = ctx.Pipe(duplex=True)
+        except BaseException:
+            pool.close()
+            raise
+        return Link(self, _PoolSender(a, pool), _PoolReceiver(b, pool), [lambda discard: pool.close()])
+
+
+class _ForkGlobal(Transport):
+    name = "fork_global"
+    summary = "a module global inherited at fork (copy-on-write pages): parent to child only"
+    start_methods = ("fork",)
+    send_before_start = True
+
+    def _open(self, capacity, ctx):
+        key = uuid.uuid4().hex
+        return Link(
+            self, _ForkGlobalSender(key), _ForkGlobalReceiver(key), [lambda discard: _FORK_INHERITED.pop(key, None)]
+        )
+
+
+TRANSPORTS = {
+    t.name: t
+    for t in (
+        _PipePickle(),
+        _PipeBytes(),
+        _Queue(),
+        _Manager(),
+        _SyncArray(),
+        _RawArraySeq(),
+        _RawArray(),
+        _SharedMemory(),
+        _SharedMemoryPool(),
+        _ForkGlobal(),
+    )
+}
+
+
+def get_transport(transport):
+    """The :class:`Transport` called ``transport`` (or ``transport`` itself); ValueError listing the names."""
+    if isinstance(transport, Transport):
+        return transport
+    if isinstance(transport, str) and transport in TRANSPORTS:
+        return TRANSPORTS[transport]
+    raise ValueError(f"unknown transport {transport!r}; choose one of: {', '.join(TRANSPORTS)}")
+
+
+# --- a child that is watched ------------------------------------------------------------------
+
+
+_PEER_GONE = (WorkerDied, BrokenPipeError, ConnectionResetError, EOFError)
+
+
+class _Child:
+    """Start ``func(*args)`` in a child; stop it on every path; terminate it when ``timeout`` runs out.
+
+    The timer unblocks anything the parent is stuck in (a pipe write, a wait),
+    because terminating the child breaks its pipes and fires its sentinel.
+    """
+
+    def __init__(self, ctx, func, args, timeout, name):
+        self._ctx, self._func, self._args, self._timeout, self._name = ctx, func, args, timeout, name
+        self.expired = False
+
+    def __enter__(self):
+        if self._ctx.get_start_method() == "fork":
+            # Start the resource tracker before forking, so parent and children share one
+            # (a child would otherwise start its own, and blocks would be tracked twice).
+            resource_tracker.ensure_running()
+        self._reply, writer = self._ctx.Pipe(duplex=False)
+        self.process = self._ctx.Process(target=call_and_send, args=(writer, self._func, self._args, {}), name=self._name)
+        try:
+            self.process.start()
+        except BaseException:
+            self._reply.close()
+            raise
+        finally:
+            writer.close()
+        self._timer = threading.Timer(self._timeout, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+        return self
+
+    def _expire(self):
+        self.expired = True
+        self.process.terminate()
+
+    def result(self):
+        reply = receive(self._reply, self.process, self._timeout, what="the result")
+        if reply[0] == "error":
+            raise WorkerError(self.process.name, *reply[1:])
+        return reply[1]
+
+    def explain(self, exc):
+        """The child's own error, if it reported one before dying or breaking a pipe; else ``exc``."""
+        if self._reply.poll(1.0):
+            try:
+                self.result()
+            except WorkerError as reported:
+                return reported
+            except Exception:
+                pass
+        return exc
+
+    def __exit__(self, exc_type, exc, tb):
+        self._timer.cancel()
+        self._reply.close()
+        if exc_type is not None and self.process.is_alive():
+            self.process.terminate()
+        stop_process(self.process)
+        if self.expired and exc_type is not None and not issubclass(exc_type, TimeoutError):
+            raise TimeoutError(f"{self._name} did not finish within {self._timeout} s; stopped") from exc
+
+
+# --- echo ----------------------------------------------------------------------------------------
+
+
+def _echo_worker(receiver, sender, count, timeout):
+    """Child: receive ``count`` arrays and send each straight back."""
+    try:
+        for _ in range(count):
+            sender.send(receiver.recv(timeout), timeout)
+        return count
+    finally:
+        receiver.close()
+        sender.close()
+
+
+def _prepare(arrays, transport, start_method, timeout):
+    transport = get_transport(transport)
+    arrays = [check_numeric_array(a) for a in arrays]
+    method = resolve_start_method(start_method)
+    check_timeout(timeout)
+    capacity = max((a.nbytes for a in arrays), default=0)
+    transport.check_available(capacity, method)
+    return transport, arrays, method, capacity
+
+
+def echo_many(arrays, transport, start_method=None, timeout=DEFAULT_TIMEOUT):
+    """Send each array to one child by ``transport`` and back by the same; return what came back.
+
+    One child serves the whole list, in order. ``fork_global`` moves data only
+    from parent to child (a child cannot write into its parent's memory), so
+    its arrays come back through ``pipe_bytes``.
+    """
+    if isinstance(arrays, np.ndarray):
+        raise TypeError("echo_many takes a list of arrays; for one array use echo(array, ...)")
+    transport, arrays, method, capacity = _prepare(list(arrays), transport, start_method, timeout)
+    way_back = TRANSPORTS["pipe_bytes"] if transport.send_before_start else transport
+    ctx = get_context(method)
+    results = []
+    with transport.open(capacity, method) as there, way_back.open(capacity, method) as back:
+        if transport.send_before_start:
+            for array in arrays:
+                there.sender.send(array, timeout)
+        child_args = (there.receiver, back.sender, len(arrays), timeout)
+        with _Child(ctx, _echo_worker, child_args, timeout, f"echo:{transport.name}") as child:
+            there.receiver.close()  # the child has its own copies of these two ends
+            back.sender.close()
+            try:
+                for array in arrays:
+                    if not transport.send_before_start:
+                        there.sender.send(array, timeout, peer=child.process)
+                    results.append(back.receiver.recv(timeout, peer=child.process))
+            except _PEER_GONE as exc:
+                raise child.explain(exc) from None
+            child.result()
+    return results
+
+
+def echo(array, transport, start_method=None, timeout=DEFAULT_TIMEOUT):
+    """Send ``array`` to a child process by ``transport`` and back by the same; return what came back.
+
+    The result equals ``array`` in shape, dtype and values (it is C-ordered
+    unless a transport keeps the order). Bad input raises here, before any
+    process starts: TypeError for a non-array or an object/str dtype,
+    ValueError for an unknown transport or ``fork_global`` under spawn or
+    forkserver, :class:`~ipckit.shm.NotEnoughSharedMemory` when /dev/shm is too small.
+    """
+    return echo_many([array], transport, start_method, timeout)[0]
+
+
+# --- timing a hand-off ----------------------------------------------------------------------------
+
+
+def _timed_receiver(receiver, report, count, timeout):
+    """Child: receive ``count`` arrays; report each arrival time at once, then its fingerprint."""
+    try:
+        for _ in range(count):
+            array = receiver.recv(timeout)
+            report.send(time.perf_counter())  # the sender waits for this before sending again
+            report.send(fingerprint(array))  # checked outside the timed interval
+            del array
+        return count
+    finally:
+        receiver.close()
+        report.close()
+
+
+def hand_off_times(array, transport, start_method=None, repeats=3, timeout=DEFAULT_TIMEOUT):
+    """Time ``repeats`` one-way hand-offs of ``array`` from this process to a child by ``transport``.
+
+    Each time runs from just before ``send`` here to just after ``recv`` returns
+    in the child (``time.perf_counter`` is the same monotonic clock in every
+    process on Linux). For ``fork_global`` that includes starting the child,
+    which is how the data travels. Returns a dict with every time, the best,
+    GB/s at the best, and whether every received array had the original fingerprint.
+    """
+    transport, (array,), method, nbytes = _prepare([array], transport, start_method, timeout)
+    repeats = check_count(repeats, "repeats")
+    ctx = get_context(method)
+    expected = fingerprint(array)
+    seconds, intact = [], True
+    rounds = [1] * repeats if transport.send_before_start else [repeats]  # fork_global: one child per send
+    for count in rounds:
+        with transport.open(nbytes, method) as link:
+            report_r, report_w = ctx.Pipe(duplex=False)
+            try:
+                if transport.send_before_start:
+                    start = time.perf_counter()
+                    link.sender.send(array, timeout)
+                args = (link.receiver, report_w, count, timeout)
+                with _Child(ctx, _timed_receiver, args, timeout, f"receive:{transport.name}") as child:
+                    link.receiver.close()
+                    report_w.close()
+                    try:
+                        for _ in range(count):
+                            if not transport.send_before_start:
+                                start = time.perf_counter()
+                                link.sender.send(array, timeout, peer=child.process)
+                            arrived = _recv_message(report_r, timeout, child.process, "arrival time")
+                            seconds.append(arrived - start)
+                            intact &= _recv_message(report_r, timeout, child.process, "fingerprint") == expected
+                    except _PEER_GONE as exc:
+                        raise child.explain(exc) from None
+                    child.result()
+            finally:
+                report_r.close()
+                report_w.close()
+    best = min(seconds)
+    return {
+        "transport": transport.name,
+        "start_method": method,
+        "nbytes": nbytes,
+        "seconds": seconds,
+        "best_s": best,
+        "gb_per_s": nbytes / best / 1e9 if best > 0 else float("inf"),
+        "intact": bool(intact),
+    }
+
+
+def compare_transports(nbytes=4 * MiB, start_method=None, repeats=3, transports=None, timeout=DEFAULT_TIMEOUT):
+    """Time every transport (or those named) on one float64 array of about ``nbytes``.
+
+    Returns one record per transport: :func:`hand_off_times`' dict, or
+    ``{"transport", "skipped": reason}`` when it cannot or should not run here.
+    """
+    nbytes = check_count(nbytes, "nbytes", minimum=8)
+    method = resolve_start_method(start_method)
+    array = np.arange(nbytes // 8, dtype=np.float64)
+    records = []
+    for name in transports or TRANSPORTS:
+        transport = get_transport(name)
+        reason = transport.unavailable_reason(array.nbytes, method)
+        if reason:
+            records.append({"transport": transport.name, "start_method": method, "nbytes": array.nbytes, "skipped": reason})
+        else:
+            records.append(hand_off_times(array, transport, method, repeats, timeout))
+    return records
+
+
+def rawarray_fill_seconds(n=1_000_000, repeats=3):
+    """The seed's claim, measured in one process: seconds to make a RawArray('d') of ``n`` values two ways."""
+    n = check_count(n, "n")
+    repeats = check_count(repeats, "repeats")
+    values = np.arange(n, dtype=np.float64)
+    times = {}
+    for label, by_sequence in (("RawArray('d', sequence)", True), ("RawArray('d', n) + numpy copy", False)):
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            raw = to_rawarray(values, "d", by_sequence=by_sequence)
+            best = min(best, time.perf_counter() - start)
+            assert np.array_equal(from_rawarray(raw, values.shape, values.dtype, copy=False), values)
+            del raw
+        times[label] = best
+    return times
+
+
+# --- many arrays in one buffer ----------------------------------------------------------------------
+
+PackedEntry = namedtuple("PackedEntry", "offset shape dtype")
+Layout = namedtuple("Layout", "entries nbytes")
+Layout.__doc__ = "Where each packed array lives: a tuple of PackedEntry(offset, shape, dtype), and the total bytes."
+
+
+def layout_of(arrays):
+    """The :class:`Layout` that :func:`pack` would use: offsets rounded up to 64 bytes, in list order."""
+    if isinstance(arrays, np.ndarray) or not isinstance(arrays, (list, tuple)):
+        raise TypeError(f"pack takes a list (or tuple) of numpy arrays, not {type(arrays).__name__}; for one array use [array]")
+    entries, offset = [], 0
+    for index, array in enumerate(arrays):
+        try:
+            check_numeric_array(array)
+        except TypeError as exc:
+            raise TypeError(f"item {index}: {exc}") from None
+        entries.append(PackedEntry(offset, tuple(array.shape), array.dtype.str))
+        offset += -(-array.nbytes // shm.ALIGN) * shm.ALIGN
+    return Layout(tuple(entries), offset)
+
+
+def pack(arrays, into=None, start_method=None):
+    """Copy a list of arrays (mixed shapes and dtypes) into one flat shared buffer; return ``(buffer, layout)``.
+
+    ``into`` is any writable buffer of at least ``layout.nbytes`` (a RawArray, a
+    bytearray, an mmap...); by default a new ``RawArray('B', nbytes)``. Each
+    array is placed with one numpy copy, never element by element.
+    """
+    layout = layout_of(arrays)
+    if into is None:
+        into = get_context(start_method).RawArray("B", max(layout.nbytes, 1))
+    else:
+        view = memoryview(into)
+        if view.readonly or view.nbytes < layout.nbytes:
+            raise ValueError(f"into must be a writable buffer of at least {layout.nbytes:,} bytes, not {view.nbytes:,}")
+        view.release()
+    for entry, array in zip(layout.entries, arrays):
+        shm.array_in(into, entry.shape, entry.dtype, entry.offset)[...] = array
+    return into, layout
+
+
+def unpack(buffer, layout, copy=True):
+    """The arrays :func:`pack` put in ``buffer``: copies by default, views sharing its memory with ``copy=False``."""
+    if not isinstance(layout, Layout):
+        raise TypeError(f"layout must be the Layout returned by pack() or layout_of(), not {type(layout).__name__}")
+    arrays = [shm.array_in(buffer, e.shape, e.dtype, e.offset) for e in layout.entries]
+    return [a.copy() for a in arrays] if copy else arrays
+
+
+def _repack_in_child(packed, layout, back):
+    """Child: read the packed arrays in place and pack them into the buffer for the way back."""
+    arrays = unpack(packed, layout, copy=False)
+    pack(arrays, into=back)
+    return [fingerprint(a) for a in arrays]
+
+
+def packed_round_trip(arrays, start_method=None, timeout=DEFAULT_TIMEOUT):
+    """Pack ``arrays`` into a RawArray, let a child unpack them and pack them into a second one; unpack that.
+
+    Returns ``(arrays_back, fingerprints_the_child_saw)``. Both RawArrays are
+    made here, before the child starts, because that is the only time they can travel.
+    """
+    from .run import run_in_child
+
+    packed, layout = pack(arrays, start_method=start_method)
+    back = get_context(start_method).RawArray("B", max(layout.nbytes, 1))
+    seen = run_in_child(_repack_in_child, packed, layout, back, start_method=start_method, timeout=timeout)
+    return unpack(back, layout), seen

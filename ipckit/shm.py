@@ -1,0 +1,661 @@
+"""Shared memory with an owner: create, attach, read, write, close, unlink, and reusable slots.
+
+The rules this module enforces, so a lesson or a pipeline cannot get them wrong:
+
+* **One owner.** :func:`create` makes a block and returns a :class:`Block` that
+  *owns* it: closing the owner also unlinks the name from ``/dev/shm``. The
+  owner is the process that created it (checked by PID, so a forked child that
+  inherits the object only closes its own mapping). The owner registers the
+  block with multiprocessing's resource tracker, which unlinks it, with a
+  "leaked shared_memory objects" warning, if the owner dies without cleaning up.
+* **Readers attach, never unlink.** :func:`attach` maps a block by name and does
+  *not* register it with the resource tracker. Python 3.11 and 3.12 register
+  every ``SharedMemory(name)``, attach included, so a reader whose process has
+  its own tracker gets the block unlinked under everyone's feet when it exits,
+  with a "leaked" warning (cpython #82300); 3.13 added
+  ``SharedMemory(name, track=False)``. Here a reader maps the block itself
+  (``shm_open`` + ``mmap``, the same calls ``SharedMemory`` makes, minus the
+  registration), which behaves like ``track=False`` on every version.
+* **Views cannot trip close().** ``SharedMemory.close()`` raises ``BufferError``
+  while a numpy view of ``.buf`` is alive. A :class:`Block` hands out copies
+  (:meth:`Block.read`) or views inside a ``with`` (:meth:`Block.view`), and its
+  :meth:`Block.close` never raises: if a view outlived the ``with``, the
+  mapping stays valid until that view is garbage collected, and the owner has
+  still unlinked the name.
+* **No SIGBUS.** A block is only reserved by ``ftruncate``; its pages are found
+  on first write, and if ``/dev/shm`` is full the writer dies with SIGBUS
+  instead of an exception (cpython #114390; Docker gives ``/dev/shm`` 64 MB).
+  :func:`create` compares the size with the free space first and raises
+  :class:`NotEnoughSharedMemory`. The check is best effort (another process
+  may fill ``/dev/shm`` between the check and the write).
+
+:class:`SlotPool` is the allocate-once, write-many form: one block cut into
+``slots`` slots of ``slot_bytes`` each. New pages cost a page fault each on
+first touch; reused slots move at memcpy speed. The owner (main process) keeps
+the free list; any other process gets the pool as an argument (it pickles as
+its name and attaches on first use), writes an array into the slot index it
+was given, and passes back only an :class:`ArrayRef` (name, offset, shape,
+dtype, slot): the zero-copy pattern.
+"""
+import contextlib
+import faulthandler
+import mmap
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+import weakref
+from collections import namedtuple
+from multiprocessing import resource_tracker
+from multiprocessing.shared_memory import SharedMemory
+
+import numpy as np
+
+from .run import DEFAULT_TIMEOUT, run_in_child
+from .checks import check_count
+
+try:  # the C module behind SharedMemory on POSIX; absent on Windows
+    import _posixshmem
+except ImportError:  # pragma: no cover - ipckit targets Linux and macOS
+    _posixshmem = None
+
+SHM_DIR = "/dev/shm"
+MiB = 2**20
+PAGE = mmap.PAGESIZE
+ALIGN = 64  # offsets of arrays inside a block: a cache line, enough for every numpy dtype
+
+
+class NotEnoughSharedMemory(MemoryError):
+    """A block would not fit in the free space of /dev/shm (writing to it would raise SIGBUS)."""
+
+
+ArrayRef = namedtuple("ArrayRef", "name offset shape dtype slot", defaults=(None,))
+ArrayRef.__doc__ = """Where an array lives in shared memory: block name, byte offset, shape, dtype string, slot.
+
+Small and picklable: this, not the array, is what crosses a pipe.
+"""
+
+
+# --- free space -------------------------------------------------------------------------
+
+_pretend_free = None
+
+
+def free_bytes(path=SHM_DIR):
+    """Bytes free for an unprivileged writer in ``path`` (``os.statvfs``); None if there is no such directory.
+
+    Inside :func:`pretend_free_bytes` this returns the pretended figure instead.
+    """
+    if _pretend_free is not None:
+        return _pretend_free
+    try:
+        stats = os.statvfs(path)
+    except OSError:
+        return None
+    return stats.f_bavail * stats.f_frsize
+
+
+@contextlib.contextmanager
+def pretend_free_bytes(nbytes):
+    """Make :func:`free_bytes` report ``nbytes`` in this process, e.g. to play Docker's 64 MB /dev/shm."""
+    global _pretend_free
+    nbytes = check_count(nbytes, "nbytes", minimum=0)
+    before, _pretend_free = _pretend_free, nbytes
+    try:
+        yield nbytes
+    finally:
+        _pretend_free = before
+
+
+def space_problem(nbytes):
+    """Return why a block of ``nbytes`` would not fit in /dev/shm now, or None if it fits."""
+    free = free_bytes()
+    if free is None or nbytes <= free:
+        return None
+    return (
+        f"a shared memory block of {nbytes:,} bytes does not fit in {SHM_DIR}: only {free:,} bytes are free. "
+        "Writing to it would kill the process with SIGBUS rather than raise (cpython #114390). "
+        f"Use smaller arrays or fewer blocks, free space in {SHM_DIR}, or give a container more "
+        "(docker run --shm-size=1g)."
+    )
+
+
+def check_space(nbytes):
+    """Raise :class:`NotEnoughSharedMemory` if a block of ``nbytes`` would not fit in /dev/shm."""
+    problem = space_problem(nbytes)
+    if problem:
+        raise NotEnoughSharedMemory(problem)
+
+
+# --- blocks -----------------------------------------------------------------------------
+
+
+def array_in(buffer, shape, dtype, offset=0):
+    """A numpy array of ``shape``/``dtype`` over ``buffer`` at byte ``offset``, holding a buffer export.
+
+    Always ``np.frombuffer``, never ``np.ndarray(shape, dtype, buffer=...)``: the
+    latter keeps no export on an mmap (or on ``SharedMemory.buf``), so the
+    mapping can be closed under the array, and touching the array afterwards
+    crashes the process with SIGSEGV (numpy #23305, #22190). With an export,
+    closing the mapping raises BufferError instead, or, in :class:`Block`,
+    waits for the array to go.
+    """
+    dtype = np.dtype(dtype)
+    count = int(np.prod(shape, dtype=np.int64))
+    return np.frombuffer(buffer, dtype=dtype, count=count, offset=offset).reshape(shape)
+
+
+
+def _map_by_name(name):
+    """Map the block ``name`` read-write without telling the resource tracker (like track=False)."""
+    if _posixshmem is None:  # pragma: no cover
+        raise OSError("ipckit.shm needs POSIX shared memory (Linux or macOS)")
+    fd = _posixshmem.shm_open("/" + name, os.O_RDWR, mode=0o600)
+    try:
+        size = os.fstat(fd).st_size
+        if size == 0:
+            raise ValueError(f"shared memory block {name!r} has size 0 (truncated, or not made by ipckit.shm)")
+        return mmap.mmap(fd, size), size
+    finally:
+        os.close(fd)  # the mapping keeps the memory; the descriptor is no longer needed
+
+
+def _unlink_if_owner(owner_pid, shared):
+    """Finalizer: unlink only in the process that created the block (never in a forked child)."""
+    if os.getpid() == owner_pid:
+        try:
+            shared.unlink()  # removes the name and unregisters it from the resource tracker
+        except FileNotFoundError:
+            pass
+
+
+class Block:
+    """A mapped shared memory block. Make one with :func:`create` (owner) or :func:`attach` (reader)."""
+
+    def __init__(self, _name, _size, _mapping, _shared=None):
+        self.name = _name
+        self.size = _size  # usable bytes (the file may be rounded up to whole pages)
+        self._mapping = _mapping
+        self._shared = _shared  # the SharedMemory object that created the block, owner only
+        self._owner_pid = os.getpid() if _shared is not None else None
+        self._unlinker = (
+            weakref.finalize(self, _unlink_if_owner, self._owner_pid, _shared) if _shared is not None else None
+        )
+
+    # ownership
+    @property
+    def owner(self):
+        """True in the process that created the block: its close() also unlinks the name."""
+        return self._owner_pid is not None and self._owner_pid == os.getpid()
+
+    @property
+    def closed(self):
+        return self._mapping is None
+
+    def __repr__(self):
+        state = "closed" if self.closed else ("owner" if self.owner else "attached")
+        return f"<Block {self.size:,} bytes, {state}>"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __reduce__(self):
+        # Another process gets a reader, never a second owner.
+        return (attach, (self.name,))
+
+    def close(self):
+        """Unmap the block in this process; the owner also unlinks it. Safe to call twice; never raises BufferError."""
+        mapping, self._mapping = self._mapping, None
+        if mapping is not None:
+            try:
+                mapping.close()
+            except BufferError:
+                pass  # a numpy view outlived its `with`: the mapping is freed when that view is
+        if self.owner:
+            self.unlink()
+
+    def unlink(self):
+        """Remove the name from /dev/shm (owner only). Mapped views stay valid until closed."""
+        if not self.owner:
+            raise PermissionError(
+                f"this process attached to {self.name!r} but did not create it: only the owner unlinks a block "
+                "(a reader that unlinks pulls it away from everyone else)"
+            )
+        if self._unlinker is not None:
+            self._unlinker()  # runs _unlink_if_owner once, then never again
+
+    # arrays in the block
+    def _check_open(self):
+        if self._mapping is None:
+            raise ValueError(f"block {self.name!r} is closed in this process")
+
+    def ref(self, shape, dtype, offset=0, slot=None):
+        """Describe an array of ``shape`` and ``dtype`` at byte ``offset``; check that it fits."""
+        dtype = np.dtype(dtype)
+        check_numeric_dtype(dtype)
+        shape = tuple(int(n) for n in (shape if isinstance(shape, (tuple, list)) else (shape,)))
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if offset < 0 or offset + nbytes > self.size:
+            raise ValueError(
+                f"an array of {nbytes:,} bytes at offset {offset:,} does not fit in block {self.name!r} "
+                f"of {self.size:,} bytes"
+            )
+        return ArrayRef(self.name, int(offset), shape, dtype.str, slot)
+
+    def _ndarray(self, ref):
+        self._check_open()
+        if ref.name != self.name:
+            raise ValueError(f"this ArrayRef points into block {ref.name!r}, not {self.name!r}")
+        return array_in(self._mapping, ref.shape, ref.dtype, ref.offset)
+
+    def write(self, array, offset=0, slot=None):
+        """Copy ``array`` (any layout) into the block at ``offset``; return its :class:`ArrayRef`."""
+        array = check_numeric_array(array)
+        ref = self.ref(array.shape, array.dtype, offset, slot)
+        target = self._ndarray(ref)
+        np.copyto(target, array, casting="no")
+        del target
+        return ref
+
+    def read(self, ref):
+        """Return a copy of the array ``ref`` describes: it stays valid after the block is closed."""
+        view = self._ndarray(ref)
+        try:
+            return view.copy()
+        finally:
+            del view
+
+    @contextlib.contextmanager
+    def view(self, ref):
+        """Yield a writable numpy view of ``ref`` in place (no copy); use it only inside the ``with``."""
+        view = self._ndarray(ref)
+        try:
+            yield view
+        finally:
+            del view
+
+
+def create(nbytes):
+    """Create a new block of ``nbytes`` (after checking /dev/shm has room); this process owns it.
+
+    Empty arrays need no bytes, but a block cannot be empty: 0 is rounded up to 1.
+    """
+    nbytes = check_count(nbytes, "nbytes", minimum=0)
+    check_space(nbytes)
+    shared = SharedMemory(create=True, size=max(nbytes, 1))  # registers with the resource tracker
+    try:
+        mapping, _ = _map_by_name(shared.name)
+    except BaseException:
+        shared.close()
+        shared.unlink()
+        raise
+    shared.close()  # its own mapping is not needed: Block keeps its own, so views never block close()
+    return Block(shared.name, max(nbytes, 1), mapping, _shared=shared)
+
+
+def attach(name):
+    """Attach to the block ``name`` made by another process, without registering it with the resource tracker."""
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"name must be the block's name (a non-empty str, Block.name), not {name!r}")
+    mapping, size = _map_by_name(name)
+    return Block(name, size, mapping)
+
+
+def read_ref(ref):
+    """Attach to ``ref.name``, copy the array out, detach. A worker for children (and a one-liner for parents)."""
+    with attach(ref.name) as block:
+        return block.read(ref)
+
+
+def write_into_ref(ref, array):
+    """Attach to ``ref.name`` and copy ``array`` (same shape and dtype as ``ref``) into place."""
+    array = check_numeric_array(array)
+    if array.shape != tuple(ref.shape) or array.dtype != np.dtype(ref.dtype):
+        raise ValueError(f"array {array.shape} {array.dtype} does not match the ref {ref.shape} {ref.dtype}")
+    with attach(ref.name) as block, block.view(ref) as target:
+        np.copyto(target, array, casting="no")
+
+
+# --- dtypes ----------------------------------------------------------------------------
+
+NUMERIC_KINDS = "biufc"  # bool, signed, unsigned, float, complex
+
+
+def check_numeric_dtype(dtype):
+    """Raise TypeError unless ``dtype`` is numeric or bool (the bytes mean the same in every process)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "O":
+        raise TypeError(
+            "object arrays cannot travel as raw bytes: each element is a pointer to a Python object in "
+            "this process, meaningless in another one. Convert to a numeric dtype (array.astype(float)) "
+            "or send the objects themselves with pipe_pickle or a Queue."
+        )
+    if dtype.kind not in NUMERIC_KINDS:
+        raise TypeError(
+            f"dtype {dtype} (kind {dtype.kind!r}) is not supported: ipckit moves numeric and bool arrays "
+            "(int, uint, float, complex, bool)."
+        )
+    return dtype
+
+
+def check_numeric_array(array):
+    """Return ``array`` if it is a numpy array of a numeric or bool dtype; raise TypeError otherwise."""
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"expected a numpy.ndarray, not {type(array).__name__}; wrap it with numpy.asarray(...)")
+    check_numeric_dtype(array.dtype)
+    return array
+
+
+# --- a pool of reusable slots ------------------------------------------------------------
+
+
+class SlotPool:
+    """``slots`` reusable slots of ``slot_bytes`` each, in one shared block.
+
+    Owner (the process that made it): ``acquire()`` a free slot index,
+    ``write(slot, array)`` -> :class:`ArrayRef`, hand the ref to a reader,
+    ``release(slot)`` when the reader is done; ``close()`` unlinks everything.
+    Other processes receive the pool as an argument (it pickles as its name and
+    size, and attaches on first use), then ``write``/``read``/``view`` the slot
+    indexes they are given; they never track free slots and never unlink.
+    """
+
+    def __init__(self, slots, slot_bytes):
+        self.slots = check_count(slots, "slots")
+        self.slot_bytes = check_count(slot_bytes, "slot_bytes")
+        self.stride = -(-self.slot_bytes // PAGE) * PAGE  # each slot starts on its own page
+        self._block = create(self.slots * self.stride)
+        self.name = self._block.name
+        self._free = list(range(self.slots))
+
+    @classmethod
+    def _attached(cls, name, slots, slot_bytes, stride):
+        pool = cls.__new__(cls)
+        pool.name, pool.slots, pool.slot_bytes, pool.stride = name, slots, slot_bytes, stride
+        pool._block = None  # attach lazily, in the process that uses it
+        pool._free = None
+        return pool
+
+    def __reduce__(self):
+        return (SlotPool._attached, (self.name, self.slots, self.slot_bytes, self.stride))
+
+    def __repr__(self):
+        role = "owner" if self.owner else "attached"
+        return f"<SlotPool {self.slots} slots x {self.slot_bytes:,} bytes, {role}>"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    @property
+    def owner(self):
+        return self._block is not None and self._block.owner
+
+    def _open_block(self):
+        if self._block is None:
+            self._block = attach(self.name)
+        elif self._block.closed:
+            raise ValueError("this SlotPool is closed")
+        return self._block
+
+    # the owner's free list
+    def _require_owner(self, what):
+        if not self.owner:
+            raise PermissionError(f"only the process that made the pool can {what}; others use the slots they are given")
+
+    @property
+    def free_slots(self):
+        """How many slots are free (owner only)."""
+        self._require_owner("count free slots")
+        return len(self._free)
+
+    def acquire(self):
+        """Take a free slot index (owner only); raise LookupError if all are in use."""
+        self._require_owner("acquire slots")
+        self._open_block()
+        if not self._free:
+            raise LookupError(f"all {self.slots} slots are in use: release one (after its reader is done) first")
+        return self._free.pop(0)
+
+    def release(self, slot):
+        """Give a slot back (owner only); ``slot`` is an index or an :class:`ArrayRef`."""
+        self._require_owner("release slots")
+        slot = self._index(slot.slot if isinstance(slot, ArrayRef) else slot)
+        if slot in self._free:
+            raise ValueError(f"slot {slot} is already free")
+        self._free.append(slot)
+
+    # any process
+    def _index(self, slot):
+        if isinstance(slot, bool) or not isinstance(slot, (int, np.integer)) or not 0 <= slot < self.slots:
+            raise ValueError(f"slot must be an index from 0 to {self.slots - 1}, not {slot!r}")
+        return int(slot)
+
+    def ref(self, slot, shape, dtype):
+        """The :class:`ArrayRef` for an array of ``shape``/``dtype`` in ``slot``; raise ValueError if it is too big."""
+        slot = self._index(slot)
+        dtype = check_numeric_dtype(dtype)
+        shape = tuple(int(n) for n in (shape if isinstance(shape, (tuple, list)) else (shape,)))
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if nbytes > self.slot_bytes:
+            raise ValueError(
+                f"an array of {nbytes:,} bytes ({shape}, {dtype}) does not fit in a slot of {self.slot_bytes:,} "
+                f"bytes; make the pool with slot_bytes >= {nbytes:,}"
+            )
+        return self._open_block().ref(shape, dtype, offset=slot * self.stride, slot=slot)
+
+    def write(self, slot, array):
+        """Copy ``array`` into ``slot`` and return its :class:`ArrayRef` (what to send through a pipe)."""
+        array = check_numeric_array(array)
+        ref = self.ref(slot, array.shape, array.dtype)
+        with self._open_block().view(ref) as target:
+            np.copyto(target, array, casting="no")
+        return ref
+
+    def read(self, ref):
+        """Return a copy of the array ``ref`` points to (safe to keep after the slot is reused)."""
+        self._check_ref(ref)
+        return self._open_block().read(ref)
+
+    def view(self, ref):
+        """A ``with`` block yielding the array in place: read it, or compute straight into it (zero copy)."""
+        self._check_ref(ref)
+        return self._open_block().view(ref)
+
+    def _check_ref(self, ref):
+        if not isinstance(ref, ArrayRef) or ref.name != self.name or ref.slot is None:
+            raise ValueError(f"expected an ArrayRef made by this pool ({self.name!r}), not {ref!r}")
+
+    def close(self):
+        """Unmap the pool here; the owner also unlinks it. Safe to call twice, on every path."""
+        if self._block is not None:
+            self._block.close()
+        self._free = []
+
+
+# --- workers and demos for the lessons (they run in children) ------------------------------
+
+
+def _fill_slot(pool, slot, shape, seed):
+    """Child: compute random numbers straight into ``slot`` and return only its ref (the zero-copy pattern)."""
+    ref = pool.ref(slot, shape, np.float64)
+    with pool.view(ref) as out:
+        np.random.default_rng(seed).random(out=out)
+    pool.close()
+    return ref
+
+
+def zero_copy_demo(shape=(1000, 1000), seed=0, start_method=None, timeout=DEFAULT_TIMEOUT):
+    """A child writes its result straight into a slot; only the ref comes back. Return what crossed the pipe."""
+    import pickle
+
+    shape = tuple(check_count(n, "shape entry", minimum=0) for n in shape)
+    with SlotPool(1, max(8, int(np.prod(shape)) * 8)) as pool:
+        slot = pool.acquire()
+        ref = run_in_child(_fill_slot, pool, slot, shape, seed, start_method=start_method, timeout=timeout)
+        with pool.view(ref) as result:
+            expected = np.random.default_rng(seed).random(shape)
+            same = bool(np.array_equal(result, expected))
+            result_nbytes = result.nbytes
+        pool.release(ref)
+    return {
+        "result shape": ref.shape,
+        "result dtype": ref.dtype,
+        "result bytes": result_nbytes,
+        "bytes through the pipe": len(pickle.dumps(ref)),
+        "equals the same computation here": same,
+    }
+
+
+def _touch_faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def fresh_vs_reused(nbytes=8 * MiB, repeats=5):
+    """Copy an array into shared memory ``repeats`` times: a fresh block each time, then one reused slot.
+
+    Returns seconds (best of ``repeats``) and page faults per write for each way.
+    Runs in this process: the cost is about new pages, not about processes.
+    """
+    nbytes = check_count(nbytes, "nbytes", minimum=8)
+    repeats = check_count(repeats, "repeats")
+    source = np.arange(nbytes // 8, dtype=np.float64)
+    fresh_s, fresh_faults = [], []
+    for _ in range(repeats):
+        faults = _touch_faults()
+        start = time.perf_counter()
+        with create(source.nbytes) as block:
+            block.write(source)
+            fresh_s.append(time.perf_counter() - start)
+        fresh_faults.append(_touch_faults() - faults)
+    reused_s, reused_faults = [], []
+    with SlotPool(1, source.nbytes) as pool:
+        pool.write(0, source)  # the first write pays for the pages once
+        for _ in range(repeats):
+            faults = _touch_faults()
+            start = time.perf_counter()
+            pool.write(0, source)
+            reused_s.append(time.perf_counter() - start)
+            reused_faults.append(_touch_faults() - faults)
+    pages = -(-source.nbytes // PAGE)
+    return {
+        "nbytes": source.nbytes,
+        "pages": pages,
+        "fresh_s": min(fresh_s),
+        "reused_s": min(reused_s),
+        "fresh_faults": int(np.median(fresh_faults)),
+        "reused_faults": int(np.median(reused_faults)),
+    }
+
+
+def _attach_truncate_write(name):
+    """Child: attach, then shrink the file under the mapping and write: pages the kernel cannot back."""
+    faulthandler.disable()  # the crash is the lesson; no Python traceback dump on stderr
+    block = attach(name)
+    fd = _posixshmem.shm_open("/" + name, os.O_RDWR, mode=0o600)
+    try:
+        os.ftruncate(fd, 0)  # what a full /dev/shm looks like to a writer: no page behind the address
+    finally:
+        os.close(fd)
+    with block.view(block.ref((block.size // 8,), np.float64)) as values:
+        values[:] = 1.0  # SIGBUS here: the process dies, no exception, no traceback
+    return "wrote without a crash"
+
+
+def sigbus_demo(nbytes=MiB, start_method=None, timeout=DEFAULT_TIMEOUT):
+    """Show, safely, how a write to shared memory with no page behind it ends: the child is killed by SIGBUS.
+
+    A full /dev/shm cannot be made on purpose without filling the machine, so the
+    child truncates the block under its own mapping instead: the kernel then has
+    no page for the address, just as when tmpfs is full, and answers with SIGBUS.
+    The parent owns the block and unlinks it afterwards.
+    """
+    from .run import WorkerDied
+
+    with create(nbytes) as block:
+        try:
+            outcome = run_in_child(_attach_truncate_write, block.name, start_method=start_method, timeout=timeout)
+            return {"child": outcome, "exitcode": None}
+        except WorkerDied as died:
+            return {"child": "killed", "exitcode": died.exitcode}
+
+
+VIEW_KINDS = ("np.ndarray(buffer=shm.buf)", "np.frombuffer(shm.buf)")
+
+
+def _close_under_a_view(how):
+    """Child: make a SharedMemory, a numpy view of its buf, close it, then read the view."""
+    faulthandler.disable()  # the crash is the lesson; no Python traceback dump on stderr
+    block = SharedMemory(create=True, size=PAGE)
+    block.unlink()  # the name goes at once; the mapping lives until close(), so a crash leaves nothing behind
+    if how == VIEW_KINDS[0]:
+        view = np.ndarray((PAGE // 8,), np.float64, buffer=block.buf)  # keeps no hold on the mapping
+    else:
+        view = np.frombuffer(block.buf, np.float64)  # holds an export: close() must wait
+    try:
+        block.close()
+    except BufferError as exc:
+        del view
+        block.close()
+        return f"close() raised BufferError: {exc}"
+    return f"close() succeeded, then the view read {view.sum()}"  # reads unmapped memory: SIGSEGV
+
+
+def close_under_a_view_demo(how, start_method=None, timeout=DEFAULT_TIMEOUT):
+    """Run :func:`_close_under_a_view` in a child, so the crash it may cause costs only the child."""
+    from .run import WorkerDied
+
+    if how not in VIEW_KINDS:
+        raise ValueError(f"how must be one of {VIEW_KINDS}")
+    try:
+        return run_in_child(_close_under_a_view, how, start_method=start_method, timeout=timeout)
+    except WorkerDied as died:
+        signame = signal.Signals(-died.exitcode).name if died.exitcode and died.exitcode < 0 else "?"
+        return f"the child was killed by {signame} (exit code {died.exitcode})"
+
+
+_TRACKER_SCRIPT = """
+import sys
+from multiprocessing import shared_memory
+from ipckit import shm
+name, how = sys.argv[1], sys.argv[2]
+if how == "SharedMemory(name)":
+    block = shared_memory.SharedMemory(name)   # registers with this process's own resource tracker
+else:
+    block = shm.attach(name)                   # maps it without registering
+block.close()
+"""
+
+
+def tracker_demo(how="SharedMemory(name)", timeout=30):
+    """An unrelated Python process attaches to a block and exits: does the block survive, is there a warning?
+
+    ``how`` is ``"SharedMemory(name)"`` (the standard library on 3.11/3.12) or
+    ``"shm.attach(name)"`` (this module). The block is owned and unlinked here.
+    """
+    if how not in ("SharedMemory(name)", "shm.attach(name)"):
+        raise ValueError("how must be 'SharedMemory(name)' or 'shm.attach(name)'")
+    with create(PAGE) as block:
+        done = subprocess.run(
+            [sys.executable, "-c", _TRACKER_SCRIPT, block.name, how],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        survived = os.path.exists(os.path.join(SHM_DIR, block.name))
+        if not survived:  # the other process's tracker unlinked it; keep ours from complaining
+            resource_tracker.unregister("/" + block.name, "shared_memory")
+            block._unlinker.detach()
+    return {
+        "attached with": how,
+        "exit code": done.returncode,
+        "block still exists": survived,
+        "leak warning printed": "leaked shared_memory" in done.stderr,
+    }

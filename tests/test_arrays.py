@@ -1,0 +1,324 @@
+"""ipckit.arrays: every transport, every dtype/shape/order, under every start method it supports; bad input."""
+import multiprocessing
+import os
+
+import numpy as np
+import pytest
+
+from ipckit import arrays, shm
+from ipckit.run import WorkerDied
+
+NAMES = list(arrays.TRANSPORTS)
+REQUIRED = ["pipe_pickle", "pipe_bytes", "queue", "manager", "array", "rawarray_seq", "rawarray", "shared_memory", "fork_global"]
+DTYPES = [
+    np.int8, np.int16, np.int32, np.int64,
+    np.uint8, np.uint16, np.uint32, np.uint64,
+    np.float16, np.float32, np.float64,
+    np.complex64, np.complex128, np.bool_,
+]
+
+
+def _cases():
+    """(label, array) for every dtype x shape x memory order: 0-d, empty, 1-D, 4-D, C, Fortran, strided views."""
+    cases = []
+    for dtype in DTYPES:
+        base = ((np.arange(120) * 37) % 11 - 5).astype(dtype)  # negatives, zeros, a varied pattern
+        if np.dtype(dtype).kind == "c":
+            base = base + 1j * base[::-1]
+        name = np.dtype(dtype).name
+        cases += [
+            (f"{name} 0-d", np.array(base[7])),
+            (f"{name} empty 1-D", base[:0]),
+            (f"{name} empty 2-D", base[:0].reshape(0, 3)),
+            (f"{name} 1-D", base.copy()),
+            (f"{name} 4-D C", base.reshape(2, 3, 4, 5)),
+            (f"{name} 4-D Fortran", np.asfortranarray(base.reshape(2, 3, 4, 5))),
+            (f"{name} strided view", base.reshape(10, 12)[::2, 1::3]),
+            (f"{name} transposed view", base.reshape(10, 12).T),
+        ]
+    return cases
+
+
+CASES = _cases()
+
+
+def _same(a, b):
+    return a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a, b, equal_nan=a.dtype.kind in "fc")
+
+
+def test_transports_cover_the_issue():
+    assert set(REQUIRED) <= set(arrays.TRANSPORTS)
+    for name, transport in arrays.TRANSPORTS.items():
+        assert transport.name == name and transport.summary
+    assert arrays.TRANSPORTS["fork_global"].start_methods == ("fork",)
+    assert arrays.TRANSPORTS["fork_global"].send_before_start
+
+
+def test_cases_cover_orders_and_shapes():
+    arrays_ = [a for _, a in CASES]
+    assert any(a.ndim == 0 for a in arrays_) and any(a.size == 0 for a in arrays_)
+    assert any(a.ndim == 4 and a.flags.f_contiguous and not a.flags.c_contiguous for a in arrays_)
+    assert any(not a.flags.c_contiguous and not a.flags.f_contiguous for a in arrays_)
+    assert {a.dtype for a in arrays_} == {np.dtype(d) for d in DTYPES}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("name", NAMES)
+def test_echo_every_case(name, start_method):
+    """The whole dtype x shape x order table through one child per transport and start method."""
+    transport = arrays.TRANSPORTS[name]
+    if start_method not in transport.start_methods:
+        pytest.skip(f"{name} needs {transport.start_methods}")
+    sent = [a for _, a in CASES]
+    back = arrays.echo_many(sent, name, start_method=start_method, timeout=60)
+    assert len(back) == len(sent)
+    wrong = [label for (label, a), b in zip(CASES, back) if not _same(a, b)]
+    assert wrong == []
+    for (_, a), b in zip(CASES, back):
+        assert arrays.fingerprint(a) == arrays.fingerprint(b)
+        assert not np.shares_memory(a, b) or name == "fork_global"
+
+
+@pytest.mark.parametrize("name", ["pipe_bytes", "shared_memory", "rawarray_seq"])
+def test_echo_one_array(name):
+    original = np.linspace(0, 1, 1000).reshape(10, 100)
+    back = arrays.echo(original, name, start_method="fork")
+    assert _same(original, back)
+
+
+def test_echo_fork_global_comes_back_intact():
+    original = np.arange(60, dtype=np.int32).reshape(3, 4, 5)
+    assert _same(original, arrays.echo(original, "fork_global", start_method="fork"))
+
+
+# --- bad input, raised in the caller before any process starts -------------------------------
+
+
+@pytest.fixture
+def no_child(monkeypatch):
+    """Fail if anything tries to start a child."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a child process was started for bad input")
+
+    monkeypatch.setattr(arrays, "_Child", refuse)
+    monkeypatch.setattr(multiprocessing.process.BaseProcess, "start", refuse)
+
+
+def test_object_dtype_says_why(no_child):
+    with pytest.raises(TypeError, match="object arrays.*pointer"):
+        arrays.echo(np.array([1, "a", None], dtype=object), "pipe_pickle")
+
+
+def test_string_dtype_and_non_arrays_are_refused(no_child):
+    with pytest.raises(TypeError, match="not supported"):
+        arrays.echo(np.array(["a", "b"]), "pipe_bytes")
+    with pytest.raises(TypeError, match="numpy.ndarray, not list"):
+        arrays.echo([1.0, 2.0], "pipe_bytes")
+    with pytest.raises(TypeError, match="list of arrays"):
+        arrays.echo_many(np.zeros(3), "pipe_bytes")
+
+
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_fork_global_names_the_start_method_it_needs(method, no_child):
+    with pytest.raises(ValueError, match=r"needs the 'fork' start method, not '%s'" % method):
+        arrays.echo(np.zeros(3), "fork_global", start_method=method)
+    reason = arrays.TRANSPORTS["fork_global"].unavailable_reason(24, method)
+    assert "'fork'" in reason
+    assert arrays.TRANSPORTS["fork_global"].unavailable_reason(24, "fork") is None
+
+
+def test_unknown_transport_lists_the_names(no_child):
+    with pytest.raises(ValueError) as info:
+        arrays.echo(np.zeros(3), "carrier_pigeon")
+    message = str(info.value)
+    assert "carrier_pigeon" in message
+    assert all(name in message for name in REQUIRED)
+
+
+def test_unknown_start_method_and_bad_timeout(no_child):
+    with pytest.raises(ValueError, match="unknown start method"):
+        arrays.echo(np.zeros(3), "pipe_bytes", start_method="teleport")
+    with pytest.raises(ValueError, match="timeout"):
+        arrays.echo(np.zeros(3), "pipe_bytes", timeout=0)
+
+
+def test_too_little_dev_shm_is_an_error_not_sigbus(no_child):
+    array = np.zeros(1000)
+    with shm.pretend_free_bytes(4096):
+        with pytest.raises(shm.NotEnoughSharedMemory, match=r"8,000 bytes.*only 4,096 bytes are free"):
+            arrays.echo(array, "shared_memory")
+        with pytest.raises(shm.NotEnoughSharedMemory, match="4,096"):
+            arrays.echo(array, "shared_memory_pool")
+        assert "4,096" in arrays.TRANSPORTS["shared_memory"].unavailable_reason(array.nbytes, "spawn")
+        assert arrays.TRANSPORTS["pipe_bytes"].unavailable_reason(array.nbytes, "spawn") is None
+
+
+def test_practical_limits_are_reasons_not_errors():
+    seq = arrays.TRANSPORTS["rawarray_seq"]
+    big = seq.practical_limit + 1
+    assert "minutes" in seq.unavailable_reason(big, "fork")
+    assert seq.unavailable_reason(big, "fork", practical=False) is None
+    seq.check_available(big, "fork")  # echo would still do it
+
+
+def test_typecodes():
+    assert arrays.typecode_for(np.float64) == "d"
+    assert arrays.typecode_for(np.int8) == "b"
+    assert arrays.typecode_for(np.uint16) == "H"
+    assert arrays.typecode_for(np.float32, "f") == "f"
+    with pytest.raises(TypeError, match=r"typecode 'f' holds float32.*not float64.*use 'd'"):
+        arrays.typecode_for(np.float64, "f")
+    with pytest.raises(TypeError, match="typecode 'i' holds int32"):
+        arrays.typecode_for(np.float64, "i")
+    for dtype in (np.float16, np.complex128, np.bool_):
+        with pytest.raises(TypeError, match="no multiprocessing typecode holds"):
+            arrays.typecode_for(dtype)
+    with pytest.raises(ValueError, match="unknown typecode 'x'"):
+        arrays.typecode_for(np.float64, "x")
+    with pytest.raises(TypeError, match="object"):
+        arrays.typecode_for(object)
+
+
+def test_rawarray_helpers_keep_values_and_refuse_the_wrong_typecode():
+    values = np.arange(12, dtype=np.int32).reshape(3, 4)
+    for by_sequence in (False, True):
+        raw = arrays.to_rawarray(values, by_sequence=by_sequence)
+        assert _same(arrays.from_rawarray(raw, values.shape, values.dtype), values)
+    with pytest.raises(TypeError, match="typecode 'd' holds float64.*not int32"):
+        arrays.to_rawarray(values, "d")  # the seed's RawArray('d', ints) would silently make floats
+
+
+def test_a_link_cannot_grow_after_the_receiver_started():
+    with arrays.TRANSPORTS["rawarray"].open(capacity=16, start_method="fork") as link:
+        with pytest.raises(ValueError, match="at most 16 bytes.*has 80"):
+            link.sender.send(np.zeros(10), timeout=1)
+
+
+# --- never hang ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["pipe_bytes", "queue", "manager", "shared_memory"])
+def test_receive_times_out(name):
+    with arrays.TRANSPORTS[name].open(64, "fork") as link:
+        with pytest.raises(TimeoutError):
+            link.receiver.recv(timeout=0.2)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("name", ["pipe_bytes", "queue", "shared_memory"])
+def test_a_dead_peer_is_noticed_at_once(name, start_method):
+    ctx = multiprocessing.get_context(start_method)
+    with arrays.TRANSPORTS[name].open(64, start_method) as link:
+        peer = ctx.Process(target=os._exit, args=(3,))  # dies at once, sending nothing
+        peer.start()
+        try:
+            with pytest.raises(WorkerDied):
+                link.receiver.recv(timeout=20, peer=peer)
+        finally:
+            peer.join(5)
+
+
+@pytest.mark.timeout(30)
+def test_a_sender_waiting_for_a_dead_reader_is_told():
+    ctx = multiprocessing.get_context("fork")
+    with arrays.TRANSPORTS["shared_memory"].open(64, "fork") as link:
+        peer = ctx.Process(target=os._exit, args=(0,))
+        peer.start()
+        try:
+            with pytest.raises((WorkerDied, BrokenPipeError)):
+                link.sender.send(np.zeros(8), timeout=20, peer=peer)  # waits for an acknowledgement
+        finally:
+            peer.join(5)
+
+
+# --- timing a hand-off (what the benchmark builds on); no timed assertions ------------------------
+
+
+@pytest.mark.timeout(120)
+def test_compare_transports_checks_what_arrived(start_method):
+    records = arrays.compare_transports(64 * 1024, start_method, repeats=2, timeout=60)
+    assert [r["transport"] for r in records] == NAMES
+    skipped = {r["transport"] for r in records if "skipped" in r}
+    assert skipped == (set() if start_method == "fork" else {"fork_global"})
+    for record in records:
+        if "skipped" not in record:
+            assert record["intact"] is True
+            assert len(record["seconds"]) == 2 and record["best_s"] > 0
+            assert record["nbytes"] == 64 * 1024
+
+
+def test_hand_off_times_reports_a_damaged_array(monkeypatch):
+    """The fingerprint check can fail: a receiver that flips a byte is caught."""
+    real, parent = arrays.fingerprint, os.getpid()
+
+    def crooked(array):
+        if os.getpid() == parent:
+            return real(array)
+        damaged = np.array(array, copy=True)
+        damaged.reshape(-1)[0] += 1
+        return real(damaged)
+
+    monkeypatch.setattr(arrays, "fingerprint", crooked)  # forked children inherit the patch
+    record = arrays.hand_off_times(np.arange(100.0), "pipe_bytes", "fork", repeats=1)
+    assert record["intact"] is False
+
+
+# --- pack / unpack -----------------------------------------------------------------------------------
+
+
+def _three_d_list():
+    return [
+        np.arange(27, dtype=np.int64).reshape(3, 3, 3),
+        np.linspace(-1, 1, 40, dtype=np.float32).reshape(2, 4, 5),
+        np.ones((1, 2, 3), dtype=np.bool_),
+        np.asfortranarray(np.arange(24, dtype=np.uint16).reshape(2, 3, 4)),
+        np.zeros((0, 3, 3), dtype=np.complex128),
+    ]
+
+
+def test_pack_keeps_shapes_and_dtypes():
+    items = _three_d_list()
+    buffer, layout = arrays.pack(items)
+    assert len(layout.entries) == len(items)
+    assert all(entry.offset % 64 == 0 for entry in layout.entries)
+    assert layout.nbytes >= sum(a.nbytes for a in items)
+    back = arrays.unpack(buffer, layout)
+    assert all(_same(a, b) for a, b in zip(items, back))
+    views = arrays.unpack(buffer, layout, copy=False)
+    views[0][0, 0, 0] = 99
+    assert arrays.unpack(buffer, layout)[0][0, 0, 0] == 99  # views share the buffer; copies do not
+    assert back[0][0, 0, 0] == 0
+
+
+def test_pack_into_a_given_buffer_and_bad_input():
+    items = _three_d_list()
+    layout = arrays.layout_of(items)
+    target = bytearray(layout.nbytes)
+    arrays.pack(items, into=target)
+    assert all(_same(a, b) for a, b in zip(items, arrays.unpack(target, layout)))
+    with pytest.raises(ValueError, match="at least"):
+        arrays.pack(items, into=bytearray(8))
+    with pytest.raises(TypeError, match="list"):
+        arrays.pack(np.zeros((2, 3, 3)))
+    with pytest.raises(TypeError, match="item 1: object"):
+        arrays.pack([np.zeros(2), np.array([None])])
+    with pytest.raises(TypeError, match="Layout"):
+        arrays.unpack(target, [(0, (3,), "<f8")])
+
+
+def test_packed_round_trip_through_a_child(start_method):
+    items = _three_d_list()
+    back, seen = arrays.packed_round_trip(items, start_method=start_method)
+    assert seen == [arrays.fingerprint(a) for a in items]
+    assert all(_same(a, b) for a, b in zip(items, back))
+
+
+def test_fingerprint_tells_arrays_apart():
+    a = np.arange(10.0)
+    assert arrays.fingerprint(a) == arrays.fingerprint(a.copy())
+    assert arrays.fingerprint(a) != arrays.fingerprint(a.astype(np.float32))
+    assert arrays.fingerprint(a) != arrays.fingerprint(a.reshape(2, 5))
+    b = a.copy()
+    b[3] = -0.0 if b[3] == 0 else b[3] + 1e-12
+    assert arrays.fingerprint(a) != arrays.fingerprint(b)
