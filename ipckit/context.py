@@ -4,6 +4,7 @@ Every function in ipckit that starts processes takes ``start_method=None`` and
 asks :func:`get_context` for its context, so a whole notebook or test run can be
 switched with one environment variable.
 """
+import functools
 import multiprocessing
 import os
 import pickle
@@ -66,8 +67,11 @@ def require_importable(func, start_method=None, role="worker"):
     method = resolve_start_method(start_method)
     if method == "fork":
         return  # fork copies the parent's memory; the function is never pickled
-    name = getattr(func, "__qualname__", repr(func))
-    module = getattr(func, "__module__", None)
+    inner = func
+    while isinstance(inner, functools.partial):  # partial(f, ...) travels as f plus its arguments
+        inner = inner.func
+    name = getattr(inner, "__qualname__", repr(inner))
+    module = getattr(inner, "__module__", None)
     hint = (
         "Workers must live in an importable module (a .py file such as ipckit/state.py "
         "or your own mymodule.py) because under the "

@@ -119,3 +119,54 @@ def plot_bars(values, title, xlabel, fmt="{:.3g}"):
     ax.margins(x=0.15)
     fig.tight_layout()
     return fig
+
+
+def plot_timeline(timeline, title="Ordered pipeline: who did what, when"):
+    """A Gantt-style chart of a pipeline run: one lane per process, buffer depth underneath.
+
+    Producer: a dot per item produced, a grey bar while it waited for room to
+    send it. Main: a bar per item waiting in the buffer, a tick per result
+    emitted. Consumers: a bar per item from start to finish, labelled with its
+    number. Colours follow the item number, so one item can be traced across lanes.
+    """
+    lanes = timeline.processes()
+    row = {name: i for i, name in enumerate(reversed(lanes))}
+    fig, (ax, depth_ax) = plt.subplots(
+        2, 1, sharex=True, figsize=(9, 1.2 + 0.55 * len(lanes) + 1.4), gridspec_kw={"height_ratios": [len(lanes), 1.4]}
+    )
+    by_seq = {}
+    for event in timeline.events:
+        by_seq.setdefault(event.seq, {})[(event.process, event.event)] = event.time
+    colour = lambda seq: f"C{seq % 10}"  # noqa: E731 - a one-line palette
+    for seq, times in sorted(by_seq.items()):
+        produced, sent = times.get(("producer", "produced")), times.get(("producer", "sent"))
+        if produced is not None:
+            ax.plot(produced, row["producer"], "o", color=colour(seq), markersize=4)
+            if sent is not None and sent - produced > 1e-3:
+                ax.barh(row["producer"], sent - produced, left=produced, height=0.3, color="0.75")
+        buffered, handed = times.get(("main", "buffered")), times.get(("main", "handed"))
+        if buffered is not None and handed is not None:
+            ax.barh(row["main"], handed - buffered, left=buffered, height=0.35, color=colour(seq), alpha=0.5)
+        emitted = times.get(("main", "emitted"))
+        if emitted is not None:
+            ax.plot(emitted, row["main"] + 0.3, "v", color=colour(seq), markersize=5)
+        for name in lanes:
+            start, end = times.get((name, "started")), times.get((name, "finished"))
+            if start is not None and end is not None:
+                ax.barh(row[name], end - start, left=start, height=0.6, color=colour(seq))
+                ax.text((start + end) / 2, row[name], str(seq), ha="center", va="center", fontsize=7, color="white")
+    ax.set_yticks(list(row.values()), list(row.keys()))
+    ax.set_title(title)
+    ax.text(
+        0.0, -0.02, "producer: o produced, grey = waiting for room | main: bar = in buffer, v = emitted | "
+        "consumers: bar = working on item n", transform=ax.transAxes, va="top", fontsize=7, color="0.3",
+    )
+    times, depths = zip(*timeline.depth) if timeline.depth else ((0,), (0,))
+    end = max([e.time for e in timeline.events] + [times[-1]])
+    depth_ax.step(list(times) + [end], list(depths) + [depths[-1]], where="post", color="C3")
+    depth_ax.fill_between(list(times) + [end], list(depths) + [depths[-1]], step="post", color="C3", alpha=0.2)
+    depth_ax.set_ylabel("buffer")
+    depth_ax.set_xlabel("seconds since the pipeline started")
+    depth_ax.set_ylim(bottom=0)
+    fig.tight_layout()
+    return fig

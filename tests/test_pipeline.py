@@ -1,0 +1,203 @@
+import functools
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import psutil
+import pytest
+
+from ipckit import plots, workloads
+from ipckit.pipeline import OrderedPipeline, WorkerDied, WorkerError
+
+
+def _children():
+    return [p for p in psutil.Process().children(recursive=True) if "multiprocessing" not in " ".join(p.cmdline())]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("consumers", [1, 2, 3, 4])
+def test_ten_thousand_items_in_exact_order(start_method, consumers):
+    consume = functools.partial(workloads.jittery, max_seconds=0.0005)
+    with OrderedPipeline(workloads.numbers, consume, (10_000,), consumers=consumers, start_method=start_method) as pipe:
+        results = list(pipe)
+    assert results == list(range(10_000))  # nothing lost, nothing duplicated, order exact
+    finishers = {e.process for e in pipe.timeline.of("finished")}
+    assert len(finishers) == consumers  # every consumer did some of the work
+
+
+def test_results_come_in_hand_off_order_though_consumers_finish_out_of_order():
+    consume = functools.partial(workloads.jittery, max_seconds=0.05, share=1.0)
+    with OrderedPipeline(workloads.numbers, consume, (30,), consumers=3, start_method="fork") as pipe:
+        assert list(pipe) == list(range(30))
+    finished = [e.seq for e in pipe.timeline.of("finished")]
+    assert finished != sorted(finished)  # with random delays the finishing order is mixed
+    assert [e.seq for e in pipe.timeline.of("emitted")] == list(range(30))
+
+
+def test_timeline_records_every_step():
+    consume = functools.partial(workloads.slow_square, seconds=0.02)
+    with OrderedPipeline(workloads.numbers, consume, (10,), consumers=1, start_method="fork") as pipe:
+        assert list(pipe) == [n * n for n in range(10)]
+    kinds = {e.event for e in pipe.timeline.events}
+    assert {"produced", "sent", "received", "buffered", "handed", "started", "finished", "emitted"} <= kinds
+    assert max(depth for _, depth in pipe.timeline.depth) >= 5  # a fast producer fills the unbounded buffer
+    for seq in range(10):
+        times = {(e.process, e.event): e.time for e in pipe.timeline.events if e.seq == seq}
+        assert times[("producer", "produced")] <= times[("main", "received")] <= times[("main", "handed")]
+        assert times[("main", "handed")] <= times[("consumer-0", "started")] <= times[("consumer-0", "finished")]
+    figure = plots.plot_timeline(pipe.timeline)
+    assert [ax.get_ylabel() for ax in figure.axes][-1] == "buffer"
+
+
+def test_bounded_buffer_makes_the_producer_wait(start_method):
+    consume = functools.partial(workloads.slow_square, seconds=0.02)
+    with OrderedPipeline(workloads.numbers, consume, (15,), buffer=2, start_method=start_method) as pipe:
+        assert list(pipe) == [n * n for n in range(15)]
+    assert max(depth for _, depth in pipe.timeline.depth) <= 2
+    waits = [s.time - p.time for p, s in zip(pipe.timeline.of("produced"), pipe.timeline.of("sent"))]
+    assert max(waits) > 0.01  # the producer held items back instead of sending them
+
+
+def test_big_arrays_travel_through_shared_memory_slots(start_method):
+    nbytes = 2**20
+    with OrderedPipeline(workloads.same_array, workloads.identity, (12, nbytes), buffer=3, start_method=start_method) as pipe:
+        firsts = []
+        for array in pipe:
+            assert array.shape == (nbytes // 8,) and array.dtype == np.float64
+            assert array[1] == 1.0 and array[-1] == nbytes // 8 - 1
+            firsts.append(array[0])
+    assert firsts == list(range(12))
+    assert pipe.stats["via shared memory"] >= 8  # only the first few go pickled, before the slots exist
+    assert pipe.stats["items"] == 12
+
+
+def test_results_that_do_not_alias_the_item_also_come_back():
+    def_double = functools.partial(np.multiply, 2.0)  # a ufunc partial returns a new array
+    with OrderedPipeline(workloads.same_array, def_double, (5, 2**20), start_method="fork") as pipe:
+        assert [float(a[0]) for a in pipe] == [0.0, 2.0, 4.0, 6.0, 8.0]
+
+
+def test_consumer_exception_reaches_the_loop_with_its_traceback(start_method):
+    consume = functools.partial(workloads.fail_on, bad=4)
+    with pytest.raises(WorkerError) as info:
+        with OrderedPipeline(workloads.numbers, consume, (50,), consumers=2, start_method=start_method) as pipe:
+            for _ in pipe:
+                pass
+    assert info.value.type_name == "ValueError"
+    assert info.value.message == "cannot handle item 4"
+    assert "workloads.py" in info.value.remote_traceback
+    assert _children() == []
+
+
+def test_producer_exception_reaches_the_loop():
+    with pytest.raises(WorkerError, match="RuntimeError: the producer broke after 3 items"):
+        with OrderedPipeline(workloads.numbers_then_fail, workloads.identity, (3,), start_method="fork") as pipe:
+            list(pipe)
+
+
+def test_a_killed_consumer_is_reported_within_a_second(start_method):
+    consume = functools.partial(workloads.slow_square, seconds=0.2)
+    with pytest.raises(WorkerDied, match="consumer-1") as info:
+        with OrderedPipeline(workloads.numbers, consume, (100,), consumers=2, start_method=start_method) as pipe:
+            for result in pipe:
+                if result == 1:
+                    killed_at = time.monotonic()
+                    os.kill(pipe.pids["consumer-1"], signal.SIGKILL)
+    assert time.monotonic() - killed_at < 1.0
+    assert info.value.exitcode == -signal.SIGKILL
+    assert _children() == []
+
+
+def test_a_consumer_that_exits_silently_is_reported():
+    consume = functools.partial(workloads.die_on, bad=2)
+    with pytest.raises(WorkerDied, match=r"consumer-0 died without a result \(exit code 9\)"):
+        with OrderedPipeline(workloads.numbers, consume, (10,), start_method="spawn") as pipe:
+            list(pipe)
+
+
+def test_a_killed_producer_is_reported():
+    with pytest.raises(WorkerDied, match="producer"):
+        with OrderedPipeline(workloads.irregular, workloads.identity, (1000, 0.01), start_method="fork") as pipe:
+            for result in pipe:
+                if result == 2:
+                    os.kill(pipe.pids["producer"], signal.SIGKILL)
+
+
+def test_break_stops_every_child_quickly(start_method):
+    consume = functools.partial(workloads.slow_square, seconds=30)
+    pipe = OrderedPipeline(workloads.numbers, consume, (10,), consumers=2, start_method=start_method)
+    with pipe:
+        time.sleep(0.3)  # the consumers are now deep in a 30 s job
+        leaving = time.monotonic()
+    assert time.monotonic() - leaving < 2.0
+    assert all(not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE for pid in pipe.pids.values())
+
+
+def test_keyboard_interrupt_stops_every_child_quickly(start_method):
+    consume = functools.partial(workloads.slow_square, seconds=30)
+    interrupt = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    with pytest.raises(KeyboardInterrupt):
+        with OrderedPipeline(workloads.numbers, consume, (10,), start_method=start_method) as pipe:
+            interrupt.start()
+            try:
+                list(pipe)
+            finally:
+                interrupted = time.monotonic()
+    assert time.monotonic() - interrupted < 2.0
+    assert _children() == []
+
+
+def test_exception_in_the_loop_body_stops_everything():
+    with pytest.raises(ZeroDivisionError):
+        with OrderedPipeline(workloads.numbers, workloads.identity, (1000,), start_method="fork") as pipe:
+            for result in pipe:
+                1 / (result - 5)
+    assert _children() == []
+
+
+def test_finished_pipeline_cleans_up_without_with():
+    pipe = OrderedPipeline(workloads.numbers, workloads.identity, (5,), start_method="fork")
+    assert list(pipe) == [0, 1, 2, 3, 4]
+    assert list(pipe) == []  # exhausted, like any iterator
+    deadline = time.monotonic() + 2
+    while _children() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _children() == []
+    pipe.close()
+
+
+def _cell_function(item):
+    return item
+
+
+BAD = [
+    ("lambda consume", dict(consume=lambda x: x), TypeError, "importable module"),
+    ("produce not callable", dict(produce=[1, 2, 3]), TypeError, "produce must be a function"),
+    ("zero consumers", dict(consumers=0), ValueError, "consumers must be at least 1"),
+    ("zero buffer", dict(buffer=0), ValueError, "buffer must be at least 1"),
+    ("fractional buffer", dict(buffer=1.5), TypeError, "buffer must be a whole number"),
+    ("args not a tuple", dict(produce_args=5), TypeError, "produce_args must be a tuple"),
+    ("unknown start method", dict(start_method="thread"), ValueError, "valid start methods"),
+]
+
+
+@pytest.mark.parametrize("change, kind, message", [b[1:] for b in BAD], ids=[b[0] for b in BAD])
+def test_bad_input_fails_before_any_process_starts(change, kind, message):
+    arguments = dict(produce=workloads.numbers, consume=workloads.identity, produce_args=(3,), start_method="spawn")
+    arguments.update(change)
+    before = len(_children())
+    with pytest.raises(kind, match=message):
+        OrderedPipeline(**arguments)
+    assert len(_children()) == before
+
+
+def test_notebook_cell_function_is_refused_under_spawn(monkeypatch):
+    import sys
+
+    monkeypatch.setattr(_cell_function, "__module__", "__main__")
+    monkeypatch.setattr(_cell_function, "__qualname__", "_cell_function")
+    monkeypatch.delattr(sys.modules["__main__"], "__file__", raising=False)
+    with pytest.raises(TypeError, match="notebook cell"):
+        OrderedPipeline(workloads.numbers, _cell_function, (3,), start_method="spawn")
