@@ -32,7 +32,8 @@ numpy array (any numeric or bool dtype, any shape, any memory order) from a
     process.
 
 The benchmark times ``send`` in one process up to ``recv`` returning in
-another (:func:`hand_off_times` does it with the parent as sender) and checks
+another (:func:`hand_off_times` does it with the parent as sender;
+:func:`hand_off_between_children` shows the two-children form) and checks
 :func:`fingerprint` outside the timed interval. The pipeline streams arrays
 through :class:`ipckit.shm.SlotPool` slots, the same mechanism as the
 ``shared_memory_pool`` transport.
@@ -44,6 +45,7 @@ and dtypes into one flat shared buffer and back, with one memory copy each.
 import ctypes
 import itertools
 import os
+import queue as queue_module
 import threading
 import time
 import uuid
@@ -248,8 +250,6 @@ class _QueueReceiver(_End):
         self._queue = queue
 
     def recv(self, timeout=DEFAULT_TIMEOUT, peer=None):
-        import queue as queue_module
-
         deadline = time.monotonic() + timeout
         while True:  # blocking gets in short slices, to notice a dead peer; never a busy loop
             remaining = deadline - time.monotonic()
@@ -544,14 +544,6 @@ class Transport:
 
     def _open(self, capacity, ctx):
         raise NotImplementedError
-
-
-def _pipe_closer(*conns):
-    def close(discard):
-        for conn in conns:
-            conn.close()
-
-    return close
 
 
 class _PipePickle(Transport):
@@ -908,6 +900,49 @@ def hand_off_times(array, transport, start_method=None, repeats=3, timeout=DEFAU
         "gb_per_s": nbytes / best / 1e9 if best > 0 else float("inf"),
         "intact": bool(intact),
     }
+
+
+def _send_one(sender, array, timeout):
+    """Child A: send one array."""
+    try:
+        sender.send(array, timeout)
+        return True
+    finally:
+        sender.close()
+
+
+def _receive_one(receiver, timeout):
+    """Child B: receive one array; return its fingerprint."""
+    try:
+        return fingerprint(receiver.recv(timeout))
+    finally:
+        receiver.close()
+
+
+def _send_then_fork_receiver(sender, receiver, array, timeout):
+    """Child A for fork_global: "send" (set the global), then fork the receiver, which inherits it."""
+    from .run import run_in_child
+
+    sender.send(array, timeout)
+    return run_in_child(_receive_one, receiver, timeout, start_method="fork", timeout=timeout)
+
+
+def hand_off_between_children(array, transport, start_method=None, timeout=DEFAULT_TIMEOUT):
+    """Send ``array`` from one child (A) to another (B) by ``transport``; return the fingerprint B received.
+
+    The parent only makes the link and hands one end to each child when it
+    starts them. For ``fork_global``, A forks B itself after sending.
+    """
+    from .run import run_in_child, run_many
+
+    transport, (array,), method, nbytes = _prepare([array], transport, start_method, timeout)
+    with transport.open(nbytes, method) as link:
+        if transport.send_before_start:
+            return run_in_child(
+                _send_then_fork_receiver, link.sender, link.receiver, array, timeout, start_method=method, timeout=timeout
+            )
+        calls = [(_send_one, (link.sender, array, timeout)), (_receive_one, (link.receiver, timeout))]
+        return run_many(calls, start_method=method, timeout=timeout)[1]
 
 
 def compare_transports(nbytes=4 * MiB, start_method=None, repeats=3, transports=None, timeout=DEFAULT_TIMEOUT):

@@ -602,7 +602,7 @@ def _close_under_a_view(how):
     try:
         block.close()
     except BufferError as exc:
-        del view
+        view = None  # drop the view, then close() succeeds
         block.close()
         return f"close() raised BufferError: {exc}"
     return f"close() succeeded, then the view read {view.sum()}"  # reads unmapped memory: SIGSEGV

@@ -91,6 +91,19 @@ def test_echo_fork_global_comes_back_intact():
     assert _same(original, arrays.echo(original, "fork_global", start_method="fork"))
 
 
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("name", NAMES)
+def test_hand_off_between_two_children(name):
+    """Both ends in children (the benchmark's set-up): the parent only makes the link.
+
+    Under spawn, the strictest (every end is pickled into its child); echo covers the other methods.
+    """
+    start_method = arrays.TRANSPORTS[name].start_methods[0] if name == "fork_global" else "spawn"
+    original = np.asfortranarray(np.arange(600, dtype=np.int16).reshape(6, 10, 10))
+    seen = arrays.hand_off_between_children(original, name, start_method=start_method, timeout=30)
+    assert seen == arrays.fingerprint(original)
+
+
 # --- bad input, raised in the caller before any process starts -------------------------------
 
 
@@ -236,6 +249,7 @@ def test_a_sender_waiting_for_a_dead_reader_is_told():
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
 def test_compare_transports_checks_what_arrived(start_method):
     records = arrays.compare_transports(64 * 1024, start_method, repeats=2, timeout=60)
     assert [r["transport"] for r in records] == NAMES
