@@ -145,8 +145,9 @@ def plot_timeline(timeline, title="Ordered pipeline: who did what, when"):
             if sent is not None and sent - produced > 1e-3:
                 ax.barh(row["producer"], sent - produced, left=produced, height=0.3, color="0.75")
         buffered, handed = times.get(("main", "buffered")), times.get(("main", "handed"))
-        if buffered is not None and handed is not None:
-            ax.barh(row["main"], handed - buffered, left=buffered, height=0.35, color=colour(seq), alpha=0.5)
+        if buffered is not None and handed is not None:  # stagger the waits so overlapping ones stay visible
+            y = row["main"] + 0.2 - (seq % 6) * 0.08
+            ax.plot([buffered, handed], [y, y], color=colour(seq), linewidth=2.5, solid_capstyle="butt")
         emitted = times.get(("main", "emitted"))
         if emitted is not None:
             ax.plot(emitted, row["main"] + 0.3, "v", color=colour(seq), markersize=5)
@@ -158,7 +159,7 @@ def plot_timeline(timeline, title="Ordered pipeline: who did what, when"):
     ax.set_yticks(list(row.values()), list(row.keys()))
     ax.set_title(title)
     ax.text(
-        0.0, -0.02, "producer: o produced, grey = waiting for room | main: bar = in buffer, v = emitted | "
+        0.0, -0.02, "producer: o produced, grey = waiting for room | main: line = in buffer, v = emitted | "
         "consumers: bar = working on item n", transform=ax.transAxes, va="top", fontsize=7, color="0.3",
     )
     times, depths = zip(*timeline.depth) if timeline.depth else ((0,), (0,))
@@ -166,7 +167,9 @@ def plot_timeline(timeline, title="Ordered pipeline: who did what, when"):
     depth_ax.step(list(times) + [end], list(depths) + [depths[-1]], where="post", color="C3")
     depth_ax.fill_between(list(times) + [end], list(depths) + [depths[-1]], step="post", color="C3", alpha=0.2)
     depth_ax.set_ylabel("buffer")
-    depth_ax.set_xlabel("seconds since the pipeline started")
+    first = min((e.time for e in timeline.events), default=0.0)
+    depth_ax.set_xlim(max(0.0, first - 0.05), end + 0.05)  # skip the children's start-up
+    depth_ax.set_xlabel(f"seconds since the pipeline started (the children took {first:.2f} s to start)")
     depth_ax.set_ylim(bottom=0)
     fig.tight_layout()
     return fig
