@@ -26,8 +26,13 @@ item or a result, travels through a reused shared-memory slot
 (:class:`ipckit.shm.SlotPool`, owned by main); only a small reference crosses
 the pipes. Inside ``consume`` such an item is a view into its slot, valid
 during the call: copy it if you keep it. A result goes back in the item's slot
-(no copy at all when ``consume`` returns its input). Arrays that do not fit a
-slot, or arrive when no slot is free, are pickled through the pipe instead;
+(no copy at all when ``consume`` returns its input). The caller's loop gets
+such a result in its slot, without a copy, on loan: the slot is reused once
+the result and every view of it are dropped. While the caller holds
+``LENT_AT_MOST`` of them, further results are copied out (with ``pread``, so
+the slots' pages do not count in main's memory) and their slots reused at once.
+Slots are sized by the first big array; arrays that do not fit a slot, or
+arrive when no slot is free, are pickled through the pipe instead;
 :attr:`OrderedPipeline.stats` counts both ways.
 """
 import queue
@@ -51,6 +56,7 @@ __all__ = ["OrderedPipeline", "Timeline", "WorkerError", "WorkerDied", "SHARED_M
 SHARED_MEMORY_THRESHOLD = 64 * 1024  # bytes; smaller arrays are cheaper to pickle
 UNBOUNDED_EXTRA_SLOTS = 4  # slots beyond one per consumer when the buffer is unbounded
 GRANTED_AHEAD = 2  # free slots the producer holds, so it never waits for one
+LENT_AT_MOST = 2  # results handed to the caller in their slot, without a copy, at one time
 STOP_GRACE = 0.5  # seconds a child gets to leave by itself before it is terminated
 POLL = 0.25  # seconds between the caller's checks that the dispatcher is alive
 
@@ -187,6 +193,18 @@ def _run_producer(produce, args, out, control, bounded):
                 if message is None:
                     return
                 take(message)
+            if _is_big_array(item) and pool is None:  # the first big array: ask main for slots of its size
+                out.send(("slots?", item.nbytes))
+                while pool is None or not slots:
+                    message = from_main.recv()
+                    if message is None:
+                        return
+                    take(message)
+            while bounded and _is_big_array(item) and _fits(pool, item) and not slots:
+                message = from_main.recv()  # a credit means room; its slot is on the way
+                if message is None:
+                    return
+                take(message)
             if _is_big_array(item) and slots and _fits(pool, item):
                 payload = pool.write(slots.popleft(), item)
             else:
@@ -296,6 +314,7 @@ class OrderedPipeline:
         self._workers = []
         ctx = get_context(method)
         self._wake_reader, self._wake_writer = ctx.Pipe(duplex=False)  # the caller's thread -> dispatcher
+        self._returned = queue.SimpleQueue()  # slots of lent results the caller has dropped
         self._lock = threading.Lock()
         try:
             self._start_children(ctx, produce, tuple(produce_args), consume)
@@ -389,6 +408,15 @@ class OrderedPipeline:
     def __exit__(self, *exc):
         self.close()
 
+    def _give_back(self, slot):
+        """Called when a lent result and all its views are gone (any thread, maybe inside the GC)."""
+        if not self._closed:
+            self._returned.put(slot)
+            try:
+                self._wake_writer.send("returned")  # one small write: atomic on a pipe
+            except OSError:
+                pass  # closed meanwhile: the pool goes with the pipeline
+
     # -- the caller's loop -------------------------------------------------------------
 
     def __iter__(self):
@@ -454,6 +482,7 @@ class _Dispatcher:
         self.emitted = 0  # results put in the caller's queue
         self.taken = 0  # results the caller's loop has taken
         self.granted_slots = set()
+        self.lent = 0  # results the caller holds in their slots
         bound = pipeline.buffer
         self.capacity = None if bound is None else bound + pipeline.consumers
 
@@ -511,21 +540,32 @@ class _Dispatcher:
     # -- events ------------------------------------------------------------------------
 
     def on_wake(self):
-        """The caller took results (each frees a credit) or closed the pipeline (return False)."""
+        """The caller took results (each frees a credit), gave lent slots back, or closed (return False)."""
         reader = self.p._wake_reader
         while True:
-            if reader.recv() == "close":
+            message = reader.recv()
+            if message == "close":
                 return False
-            self.taken += 1
+            if message == "taken":
+                self.taken += 1
+            else:  # "returned": the caller dropped a lent result
+                slot = self.p._returned.get_nowait()
+                self.lent -= 1
+                self.p._pool.release(slot)
+                self.grant_slots()
             if not reader.poll():
                 return True
 
     def on_producer_message(self, message):
-        """Handle one item, or the end of the stream (then return True: the pipe is done)."""
+        """Handle one item, a request for slots, or the end of the stream (then return True: the pipe is done)."""
         if message[0] == "done":
             self.total, self.producer_alive = message[1], False
             return True
-        self.on_item(*message[1:])
+        if message[0] == "slots?":
+            self.make_pool(message[1])
+            self.grant_slots()
+        else:
+            self.on_item(*message[1:])
         return False
 
     def on_exit(self, role):
@@ -551,9 +591,7 @@ class _Dispatcher:
             self.granted_slots.discard(payload.slot)
             p.stats["via shared memory"] += 1
         elif _is_big_array(payload):
-            p.stats["pickled"] += 1
-            if p._pool is None:
-                self.make_pool(payload.nbytes)
+            p.stats["pickled"] += 1  # bigger than a slot, or no slot was free
         idle = next((w for w in p._workers if w.seq is None), None)
         if idle is not None and not self.fifo:
             self.hand(idle, seq, payload)
@@ -568,8 +606,11 @@ class _Dispatcher:
         t.add(started, worker.name, "started", seq)
         t.add(finished, worker.name, "finished", seq)
         worker.seq = None
-        if isinstance(result, ArrayRef):
-            self.done[seq] = pool.read(result)  # a copy: the slot is reused at once
+        if isinstance(result, ArrayRef) and self.lent < LENT_AT_MOST:
+            self.done[seq] = pool.lend(result, self.p._give_back)  # no copy: the slot returns when dropped
+            self.lent += 1
+        elif isinstance(result, ArrayRef):  # the caller holds several already: copy, free the slot now
+            self.done[seq] = pool.copy_out(result)  # read without mapping the slot in main
             pool.release(result.slot)
             self.grant_slots()
         else:
@@ -601,6 +642,13 @@ class _Dispatcher:
         self.timeline.add(now, "main", "handed", seq)
         self.timeline.add(now, worker.name, "handed", seq)
 
+    def tell_producer(self, message):
+        """Send a credit, a slot or the pool to the producer; if it has just finished, it needs none."""
+        try:
+            self.p._control.send(message)
+        except OSError:
+            self.producer_alive = False  # its "done" (or its death) is still to be read from the items pipe
+
     def in_system(self):
         """Items granted, buffered, at a consumer, or done and not yet taken by the caller."""
         busy = sum(w.seq is not None for w in self.p._workers)
@@ -611,16 +659,16 @@ class _Dispatcher:
             return
         room = self.capacity - self.in_system()
         if room > 0:
-            self.p._control.send(("credit", room))
+            self.tell_producer(("credit", room))
             self.granted += room
 
     def make_pool(self, slot_bytes):
         # room for every item the system may hold, plus the slots granted ahead to the producer
-        slots = (self.capacity or self.p.consumers + UNBOUNDED_EXTRA_SLOTS) + GRANTED_AHEAD
+        slots = (self.capacity or self.p.consumers + UNBOUNDED_EXTRA_SLOTS) + GRANTED_AHEAD + LENT_AT_MOST
         pool = SlotPool(slots, slot_bytes)
         self.p._pool = pool
         self.p._pool_box.append(pool)
-        self.p._control.send(("pool", pool))
+        self.tell_producer(("pool", pool))
 
     def grant_slots(self):
         pool = self.p._pool
@@ -629,4 +677,4 @@ class _Dispatcher:
         while len(self.granted_slots) < GRANTED_AHEAD and pool.free_slots:
             slot = pool.acquire()
             self.granted_slots.add(slot)
-            self.p._control.send(("slot", slot))
+            self.tell_producer(("slot", slot))

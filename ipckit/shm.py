@@ -210,6 +210,9 @@ class Block:
 
     def close(self):
         """Unmap the block in this process; the owner also unlinks it. Safe to call twice; never raises BufferError."""
+        fd, self._read_fd = getattr(self, "_read_fd", None), None
+        if fd is not None:
+            os.close(fd)
         mapping, self._mapping = self._mapping, None
         if mapping is not None:
             try:
@@ -269,6 +272,29 @@ class Block:
             return view.copy()
         finally:
             del view
+
+    def copy_out(self, ref):
+        """Like :meth:`read`, but with ``pread`` on the block's file instead of through the mapping.
+
+        The copy is the same; the difference is that this process never touches
+        the block's pages, so its resident memory does not grow by the block's
+        size (the main process of a pipeline reads every slot, once).
+        """
+        self._check_open()
+        if ref.name != self.name:
+            raise ValueError(f"this ArrayRef points into block {ref.name!r}, not {self.name!r}")
+        if not hasattr(os, "preadv") or _posixshmem is None:  # pragma: no cover - not Linux
+            return self.read(ref)
+        if getattr(self, "_read_fd", None) is None:
+            self._read_fd = _posixshmem.shm_open("/" + self.name, os.O_RDONLY, mode=0o600)
+        out = np.empty(ref.shape, dtype=np.dtype(ref.dtype))
+        target, offset = memoryview(out.reshape(-1).view(np.uint8)), ref.offset  # any dtype, as bytes
+        while len(target):
+            done = os.preadv(self._read_fd, [target], offset)
+            if done <= 0:
+                raise OSError(f"short read from shared memory block {self.name!r}")
+            target, offset = target[done:], offset + done
+        return out
 
     @contextlib.contextmanager
     def view(self, ref):
@@ -352,6 +378,14 @@ def check_numeric_array(array):
 
 
 # --- a pool of reusable slots ------------------------------------------------------------
+
+
+class _Loan:
+    """Owns a lent slot's array; numpy views made from it keep it alive (it is their ``base``)."""
+
+    def __init__(self, array):
+        self._array = array  # holds the mapping's buffer export, so the memory stays valid
+        self.__array_interface__ = array.__array_interface__
 
 
 class SlotPool:
@@ -463,6 +497,21 @@ class SlotPool:
         """Return a copy of the array ``ref`` points to (safe to keep after the slot is reused)."""
         self._check_ref(ref)
         return self._open_block().read(ref)
+
+    def copy_out(self, ref):
+        """A copy of the array ``ref`` points to, read without mapping the slot here (see :meth:`Block.copy_out`)."""
+        self._check_ref(ref)
+        return self._open_block().copy_out(ref)
+
+    def lend(self, ref, give_back):
+        """The array ``ref`` points to, in place and with no copy, on loan: when the array and
+        every view of it are gone, ``give_back(ref.slot)`` is called (from whichever thread
+        dropped the last one). Until then the slot is the borrower's: do not reuse it.
+        """
+        self._check_ref(ref)
+        loan = _Loan(self._open_block()._ndarray(ref))
+        weakref.finalize(loan, give_back, ref.slot)
+        return np.asarray(loan)
 
     def view(self, ref):
         """A ``with`` block yielding the array in place: read it, or compute straight into it (zero copy)."""

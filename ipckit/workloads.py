@@ -72,3 +72,9 @@ def die_on(item, bad=3, delay=0.0):
         time.sleep(delay)
         os._exit(9)
     return item
+
+
+def pause(item, seconds=0.02):
+    """Return the item unchanged after ``seconds``: a slow consumer that keeps arrays as they are."""
+    time.sleep(seconds)
+    return item

@@ -201,3 +201,12 @@ def test_notebook_cell_function_is_refused_under_spawn(monkeypatch):
     monkeypatch.delattr(sys.modules["__main__"], "__file__", raising=False)
     with pytest.raises(TypeError, match="notebook cell"):
         OrderedPipeline(workloads.numbers, _cell_function, (3,), start_method="spawn")
+
+
+def test_kept_big_results_stay_valid_after_the_pipeline_ends(start_method):
+    nbytes = 2**20
+    with OrderedPipeline(workloads.same_array, workloads.identity, (8, nbytes), buffer=2, start_method=start_method) as pipe:
+        kept = list(pipe)  # more than are lent at once: the rest are copied out
+    assert [float(array[0]) for array in kept] == list(range(8))
+    assert all(array[-1] == nbytes // 8 - 1 for array in kept)
+    assert pipe.stats["via shared memory"] == 8

@@ -284,3 +284,21 @@ def test_no_resource_tracker_warnings(start_method, forget, tmp_path):
     else:
         assert "resource_tracker" not in done.stderr and "leaked" not in done.stderr, done.stderr
         assert done.stderr == ""
+
+
+@pytest.mark.parametrize("dtype", ["int8", "uint16", "float32", "complex128", "bool"])
+@pytest.mark.parametrize("shape", [(), (0, 3), (5,), (2, 3, 4)])
+def test_copy_out_and_lend_return_the_slot_contents(dtype, shape):
+    original = (np.arange(int(np.prod(shape))) % 3).astype(dtype).reshape(shape)
+    returned = []
+    with shm.SlotPool(2, 1024) as pool:
+        ref = pool.write(pool.acquire(), original)
+        copied = pool.copy_out(ref)
+        lent = pool.lend(ref, returned.append)
+        assert copied.dtype == lent.dtype == original.dtype and copied.shape == lent.shape == original.shape
+        assert np.array_equal(copied, original) and np.array_equal(lent, original)
+        part = lent[..., :1] if lent.ndim else lent[...]
+        del lent
+        assert returned == []  # a view of the loan still holds the slot
+        del part
+        assert returned == [ref.slot]
