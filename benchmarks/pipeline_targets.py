@@ -110,7 +110,7 @@ def main(argv=None):
 
     tiny = 5_000
     tiny_pipe, tiny_pool = [], []
-    big, big_count, pool_count = 16 * MiB, 24, 6
+    big, big_count, pool_count = 16 * MiB, 64, 6
     big_pipe, big_pool = [], []
     for _ in range(options.rounds):
         tiny_pipe.append(pipeline_rate(tiny, workloads.numbers, (tiny,), method))
