@@ -14,7 +14,7 @@ import numpy as np
 
 from .context import get_context
 from .checks import check_count, check_timeout
-from .run import DEFAULT_TIMEOUT, receive, run_many, stop_process
+from .run import DEFAULT_TIMEOUT, WorkerDied, receive, run_many, stop_process
 
 STOP = None  # the sentinel: "no more items"
 
@@ -186,7 +186,11 @@ class PipeServer:
             raise ValueError("this PipeServer is closed; create a new one to send more requests")
         if operation not in OPERATIONS:
             raise ValueError(f"unknown operation {operation!r}; choose one of {', '.join(OPERATIONS)}")
-        self.conn.send((operation, argument))
+        try:
+            self.conn.send((operation, argument))
+        except (BrokenPipeError, ConnectionResetError):  # the server is gone
+            self.process.join(1.0)
+            raise WorkerDied(self.process.name, self.process.exitcode) from None
         status, value = receive(self.conn, self.process, self.timeout)
         return value if status == "ok" else f"error: {value}"
 
