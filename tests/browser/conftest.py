@@ -1,0 +1,57 @@
+"""The session's JupyterLab server and browser page, and one summary line per notebook at the end of the run.
+
+Both are started by the first browser test (the rest of the suite pays nothing
+when the browser test is deselected) and stopped when the session ends, on every
+path. Being session-scoped, they exist before each test's leak guard looks, so
+the guard sees only what a test starts: the notebook's kernel and its children,
+which each test shuts down.
+"""
+import contextlib
+
+import pytest
+
+from browser_lab import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, VIEWPORT, require_browser, running_lab
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory):
+    """One `jupyter lab` for all browser tests, rooted at a temporary copy of the repository."""
+    require_browser()
+    with running_lab(tmp_path_factory.mktemp("jupyterlab")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def lab_page(lab):
+    """Headless chromium with JupyterLab loaded once; each test opens its notebook in a new tab."""
+    from playwright.sync_api import sync_playwright
+
+    with contextlib.ExitStack() as stack:
+        playwright = stack.enter_context(sync_playwright())
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        stack.callback(browser.close)
+        page = browser.new_page(viewport=VIEWPORT)
+        page.set_default_timeout(30_000)
+        page.goto(f"{lab.base_url}/lab/workspaces/browser-test?reset")
+        page.wait_for_function("window.jupyterapp && window.jupyterapp.shell && document.querySelector('#jp-main-dock-panel')",
+                               timeout=60_000)
+        page.evaluate("jupyterapp.shell.collapseLeft()")
+        yield page
+
+
+# Printed whatever `-s` says, so that CI's log shows every notebook.
+_lines = []
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call":
+        outcome = "XFAIL" if hasattr(report, "wasxfail") else report.outcome.upper()
+        _lines.extend(f"{outcome:7} {value}" for name, value in report.user_properties if name == "browser")
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _lines:
+        terminalreporter.section("JupyterLab in chromium: every notebook")
+        for line in _lines:
+            terminalreporter.write_line(line)
+        terminalreporter.write_line(f"screenshots in {SCREENSHOTS}")
