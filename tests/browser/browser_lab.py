@@ -153,11 +153,15 @@ def running_lab(workdir):
         "--ServerApp.disable_check_xsrf=True",
         # lets the test read cell and kernel state in the page (window.jupyterapp)
         "--LabApp.expose_app_in_browser=True",
+        # a kernel that has started spawn children does not exit on a shutdown request and is
+        # sent SIGTERM after half this time (default 5 s): every restart and shutdown cost 2.5 s
+        "--KernelManager.shutdown_wait_time=1.0",
         f"--ServerApp.root_dir={root}",
     ]
     log_path = workdir / "jupyterlab.log"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
     server = Lab(proc, f"http://127.0.0.1:{port}", root, log_path)
     try:
         deadline = time.monotonic() + SERVER_START_TIMEOUT

@@ -33,8 +33,7 @@ def lab_page(lab):
         page = browser.new_page(viewport=VIEWPORT)
         page.set_default_timeout(30_000)
         page.goto(f"{lab.base_url}/lab/workspaces/browser-test?reset")
-        page.wait_for_function("window.jupyterapp && window.jupyterapp.shell && document.querySelector('#jp-main-dock-panel')",
-                               timeout=60_000)
+        page.wait_for_function("window.jupyterapp && document.querySelector('#jp-main-dock-panel')", timeout=60_000)
         page.evaluate("jupyterapp.shell.collapseLeft()")
         yield page
 

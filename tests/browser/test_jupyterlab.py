@@ -17,6 +17,7 @@ Playwright against a real `jupyter lab` (see conftest.py), and for each notebook
    slider's readout and the output below it both change, without an error;
 5. saves a screenshot of the whole notebook, shuts its kernel down and closes it.
 """
+import contextlib
 import os
 import time
 
@@ -108,11 +109,27 @@ CLEAN_UP_JS = """
 # A fingerprint of what an Output shows: each image's data (hashed) and each text.
 SIGNATURE_JS = """
 (el) => {
-  const hash = (s) => { let h = 2166136261; for (let i = 0; i < s.length; i++) { h ^= s.charCodeAt(i); h = Math.imul(h, 16777619); } return (h >>> 0).toString(16); };
+  const hash = (s) => {  // FNV-1a
+    let h = 2166136261;
+    for (let i = 0; i < s.length; i++) { h ^= s.charCodeAt(i); h = Math.imul(h, 16777619); }
+    return (h >>> 0).toString(16);
+  };
   return Array.from(el.querySelectorAll('.jp-OutputArea-output')).map(o => {
     const img = o.querySelector('img');
     return img ? `image ${hash(img.src)}` : `text ${hash(o.textContent)}`;
   }).join(' | ');
+}
+"""
+
+# The window height that shows the whole notebook, from the top of the page to the end of its last cell.
+SCREEN_HEIGHT_JS = """
+() => {
+  const outer = document.querySelector('.jp-NotebookPanel .jp-WindowedPanel-outer');
+  const cells = outer ? outer.querySelectorAll('.jp-Cell') : [];
+  if (!cells.length) return 0;
+  outer.scrollTop = 0;
+  const bottom = cells[cells.length - 1].getBoundingClientRect().bottom;
+  return Math.ceil(bottom + (window.innerHeight - outer.getBoundingClientRect().bottom) + 40);
 }
 """
 
@@ -208,11 +225,9 @@ def _screenshot(page, name):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
     try:
-        height = page.evaluate(
-            "() => { const el = document.querySelector('.jp-NotebookPanel .jp-WindowedPanel-outer');"
-            " if (!el) return 0; el.scrollTop = 0; return el.scrollHeight; }")
+        height = page.evaluate(SCREEN_HEIGHT_JS)
         page.set_viewport_size({"width": VIEWPORT["width"],
-                                "height": min(max(height + 150, VIEWPORT["height"]), MAX_SCREENSHOT_HEIGHT)})
+                                "height": min(max(height, VIEWPORT["height"]), MAX_SCREENSHOT_HEIGHT)})
         page.wait_for_timeout(500)  # let JupyterLab lay out the taller window
         page.screenshot(path=str(path))
         return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
@@ -273,19 +288,17 @@ def test_notebook_in_jupyterlab(notebook, lab, lab_page, record_property):
     except Exception as exc:
         if console_errors:
             exc.add_note("browser console errors:\n  " + "\n  ".join(console_errors[-10:]))
-        exc.add_note(f"screenshot and server log: {SCREENSHOTS / (notebook.stem + '.png')}, {lab.log_path}")
+        exc.add_note(f"screenshot: {SCREENSHOTS / (notebook.stem + '.png')}; server log: {lab.log_path}")
         raise
-    finally:
+    finally:  # nothing here may raise and hide the real failure; the leak guard judges what is left
         shot = _screenshot(page, notebook.stem)
-        state = None
-        try:
-            state = nb.state()
+        with contextlib.suppress(Exception):
             page.evaluate(CLOSE_JS, path)
-        except Exception:
-            pass
-        for kernel in lab.api("/api/kernels"):  # the REST API makes sure, whatever the page did
-            lab.shutdown_kernel(kernel["id"])
-        _wait("the kernel and its child processes to exit", lambda: not set(lab.descendants()) - known, 20)
+        with contextlib.suppress(Exception):
+            for kernel in lab.api("/api/kernels"):  # the REST API makes sure, whatever the page did
+                lab.shutdown_kernel(kernel["id"])
+        with contextlib.suppress(AssertionError):
+            _wait("the kernel and its child processes to exit", lambda: not set(lab.descendants()) - known, 20)
         page.remove_listener("console", on_console)
         summary += f"; {time.monotonic() - start:.1f} s in all; screenshot {shot}"
         record_property("browser", summary)
