@@ -11,7 +11,8 @@ Playwright against a real `jupyter lab` (see conftest.py), and for each notebook
    nothing), then until no cell is running and the kernel is idle;
 3. fails on any error output (in cells and inside widget Outputs; a traceback a
    child process writes to stderr is not an error output) and on any widget that
-   shows "Error displaying widget" or stays "Loading widget...";
+   shows "Error displaying widget" (or ipywidgets 8's "Click to show javascript
+   error.") or stays "Loading widget...";
 4. moves the first slider of the first `live_panel` one step with the keyboard
    (then presses the panel's Run button, if it has one), and fails unless the
    slider's readout and the output below it both change, without an error;
@@ -66,6 +67,7 @@ STATE_JS = FIND_PANEL + """
 # stream look alike (both application/vnd.jupyter.stderr); the models tell them apart.
 OUTPUTS_JS = FIND_PANEL + """
 (path) => {
+  const WIDGET = 'application/vnd.jupyter.widget-view+json';
   const panel = findPanel(path);
   const found = [];
   const walk = (widget, cell, inWidget) => {
@@ -74,21 +76,37 @@ OUTPUTS_JS = FIND_PANEL + """
       for (const o of widget.model.toJSON()) {
         found.push({cell, inWidget, type: o.output_type,
                     error: o.output_type === 'error' ? `${o.ename}: ${o.evalue}` : null,
-                    widget: !inWidget && !!(o.data && o.data['application/vnd.jupyter.widget-view+json'])});
+                    widget: !inWidget && !!(o.data && (o.data[WIDGET] || {}).model_id)});
       }
     }
     const nowInWidget = inWidget || (node && node.classList.contains('jupyter-widgets'));
     for (const child of widget.children()) walk(child, cell, nowInWidget);
   };
+  // Without the ipywidgets front-end extension a widget output falls back to its text/plain ("VBox(...)")
+  let rendered = 0;
   panel.content.widgets.forEach((cell, i) => {
-    if (cell.model.type === 'code') walk(cell.outputArea, i + 1, false);
+    if (cell.model.type !== 'code') return;
+    walk(cell.outputArea, i + 1, false);
+    for (const node of cell.outputArea.node.querySelectorAll(':scope > .jp-OutputArea-child > .jp-OutputArea-output')) {
+      if (node.classList.contains('jupyter-widgets') || node.querySelector('.jupyter-widgets')) rendered++;
+    }
   });
   const broken = [];
   for (const node of panel.node.querySelectorAll('.jp-OutputArea-output')) {
     const text = (node.textContent || '').trim();
     if (text.startsWith('Error displaying widget') || text === 'Loading widget...') broken.push(text.slice(0, 120));
   }
-  return {outputs: found, broken};
+  // ipywidgets 8 shows a view it cannot create as "Click to show javascript error."; a click reveals why
+  for (const node of panel.node.querySelectorAll('.jupyter-widgets-error-widget')) {
+    if (node.classList.contains('icon-error') && node.parentElement) node.parentElement.click();
+    const lines = (node.textContent || '').split('\\n').map(s => s.trim())
+      .filter(s => s && !s.startsWith('[Open Browser Console'));
+    broken.push(`Error displaying widget (javascript error): ${(lines[0] || '').slice(0, 200)}`);
+  }
+  const widgets = found.filter(o => o.widget).length;
+  if (rendered < widgets) broken.push(`${widgets - rendered} of ${widgets} widget outputs shown as plain text: ` +
+                                      'is the ipywidgets front-end extension (jupyterlab_widgets) missing?');
+  return {outputs: found, broken, widgets};
 }
 """
 CLOSE_JS = FIND_PANEL + """
@@ -132,6 +150,10 @@ SCREEN_HEIGHT_JS = """
   return Math.ceil(bottom + (window.innerHeight - outer.getBoundingClientRect().bottom) + 40);
 }
 """
+
+
+def _count(number, noun):
+    return f"{number} {noun}{'s' * (number != 1)}"
 
 
 def _wait(what, predicate, timeout, interval=0.25):
@@ -268,8 +290,8 @@ def test_notebook_in_jupyterlab(notebook, lab, lab_page, record_property):
             time.sleep(0.5)
         ran = sum(count is not None for count in state["counts"])
         errors = [f"cell {o['cell']}: {o['error']}" for o in report["outputs"] if o["error"]]
-        summary = (f"{notebook.name}: {ran}/{len(state['counts'])} code cells ran, {len(errors)} errors, "
-                   f"{sum(o['widget'] for o in report['outputs'])} widgets (open {opened - start:.1f} s, "
+        summary = (f"{notebook.name}: {ran}/{len(state['counts'])} code cells ran, {_count(len(errors), 'error')}, "
+                   f"{_count(report['widgets'], 'widget')} (open {opened - start:.1f} s, "
                    f"run {ran_at - opened:.1f} s{', Run All pressed again' * bool(retries)})")
         assert not errors, f"{summary}; error outputs: {errors}"
         assert ran == len(state["counts"]), f"{summary}; some cells did not run"
