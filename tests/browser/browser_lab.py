@@ -1,14 +1,17 @@
-"""A `jupyter lab` server for the browser test, and the browser it needs.
+"""A `jupyter lab` server for the browser test, and the chromium it drives.
 
 The server listens on 127.0.0.1 on a free port without a token, is rooted at a
 temporary copy of the repository (running the notebooks never rewrites the
 committed ones; autosave is off as well), and is stopped by its PID, along with
-anything it started, on every path.
+anything it started, on every path. Chromium (Debian's, never a Playwright
+download) runs headless outside pytest's process tree and is stopped through
+its process group.
 """
 import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -26,7 +29,20 @@ SCREENSHOTS = Path(os.environ.get("IPCKIT_SCREENSHOTS", REPO / "tests" / "browse
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    # as Playwright launches it: no first-run work, no throttling of a page that is not in front
+    "--no-first-run", "--no-default-browser-check", "--disable-default-apps", "--disable-extensions",
+    "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
+    "--disable-backgrounding-occluded-windows", "--password-store=basic", "--mute-audio",
+    "--disable-features=OptimizationHints,Translate,MediaRouter",
 ]
+CHROMIUM_START_TIMEOUT = 30
+# Starts chromium in a new session and exits at once, so chromium is no descendant of pytest.
+LAUNCHER = """
+import subprocess, sys
+with open(sys.argv[1], "wb") as log:
+    proc = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+print(proc.pid)
+"""
 VIEWPORT = {"width": 1280, "height": 1000}
 INSTALL_HINT = "apt-get install -y chromium && pip install playwright (never `playwright install`)"
 SERVER_START_TIMEOUT = 60
@@ -179,3 +195,50 @@ def running_lab(workdir):
         yield server
     finally:
         _stop(server)
+
+
+def _process_group(pgid):
+    members = []
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, OSError):
+            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
+                members.append(proc)
+    return members
+
+
+def _stop_group(pgid):
+    """SIGTERM to chromium's process group, SIGKILL to whatever is left after 10 s."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, sig)
+        gone, alive = psutil.wait_procs(_process_group(pgid), timeout=10)
+        if not alive:
+            return
+
+
+@contextlib.contextmanager
+def running_chromium(workdir):
+    """Headless chromium with a DevTools port for Playwright's connect_over_cdp; yields its URL.
+
+    Chromium starts helper processes when it likes (an OnDeviceModelService utility process
+    appeared minutes after launch, in the middle of an unrelated unit test), and the leak guard
+    in tests/conftest.py blames any new descendant of pytest on the test running at that moment.
+    So chromium is started by a launcher that exits at once (chromium is no descendant of
+    pytest), in its own session, and stopped here through its process group on every path.
+    """
+    profile = workdir / "chromium-profile"
+    command = [CHROMIUM, *CHROMIUM_ARGS, "--remote-debugging-port=0", f"--user-data-dir={profile}", "about:blank"]
+    launched = subprocess.run([sys.executable, "-c", LAUNCHER, str(workdir / "chromium.log"), *command],
+                              capture_output=True, text=True, timeout=CHROMIUM_START_TIMEOUT, check=True)
+    pgid = int(launched.stdout)
+    try:
+        port_file = profile / "DevToolsActivePort"  # chromium writes the port it picked here
+        deadline = time.monotonic() + CHROMIUM_START_TIMEOUT
+        while not (port_file.exists() and port_file.read_text().strip()):
+            if not _process_group(pgid) or time.monotonic() > deadline:
+                log = (workdir / "chromium.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"chromium did not open its DevTools port:\n{log}")
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{int(port_file.read_text().split()[0])}"
+    finally:
+        _stop_group(pgid)
