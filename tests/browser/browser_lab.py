@@ -8,6 +8,7 @@ download) runs headless outside pytest's process tree and is stopped through
 its process group.
 """
 import contextlib
+import ctypes
 import json
 import os
 import shutil
@@ -36,12 +37,32 @@ CHROMIUM_ARGS = [
     "--disable-features=OptimizationHints,Translate,MediaRouter",
 ]
 CHROMIUM_START_TIMEOUT = 30
-# Starts chromium in a new session and exits at once, so chromium is no descendant of pytest.
+# Starts chromium in a new session and exits at once, so chromium is no descendant of pytest;
+# leaves a watchdog that kills chromium's process group if pytest dies without stopping it.
 LAUNCHER = """
-import subprocess, sys
-with open(sys.argv[1], "wb") as log:
-    proc = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
-print(proc.pid)
+import os, signal, subprocess, sys, time
+owner, log_path, command = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+with open(log_path, "ab") as log:
+    pid = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True).pid
+print(pid, flush=True)
+if os.fork():
+    os._exit(0)
+devnull = os.open(os.devnull, os.O_RDWR)
+for fd in (0, 1, 2):
+    os.dup2(devnull, fd)
+
+def alive(p):
+    try:
+        os.kill(p, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+while alive(pid):
+    if not alive(owner):
+        os.killpg(pid, signal.SIGKILL)
+        break
+    time.sleep(1)
 """
 VIEWPORT = {"width": 1280, "height": 1000}
 INSTALL_HINT = "apt-get install -y chromium && pip install playwright (never `playwright install`)"
@@ -122,6 +143,12 @@ class Lab:
             return ""
 
 
+def _die_with_parent():
+    """In the child before exec: SIGTERM when pytest dies, even by SIGKILL (Linux prctl PR_SET_PDEATHSIG)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
 def _stop(server):
     """Shut the kernels down, stop the server by its PID, then kill anything it started that is still alive."""
     with contextlib.suppress(OSError, ValueError):
@@ -140,6 +167,19 @@ def _stop(server):
         with contextlib.suppress(psutil.Error):
             child.kill()
     psutil.wait_procs(leftovers, timeout=5)
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """Turn SIGTERM into KeyboardInterrupt, so that pytest unwinds and every teardown runs."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager
@@ -177,7 +217,7 @@ def running_lab(workdir):
     log_path = workdir / "jupyterlab.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=_die_with_parent)
     server = Lab(proc, f"http://127.0.0.1:{port}", root, log_path)
     try:
         deadline = time.monotonic() + SERVER_START_TIMEOUT
@@ -224,12 +264,14 @@ def running_chromium(workdir):
     appeared minutes after launch, in the middle of an unrelated unit test), and the leak guard
     in tests/conftest.py blames any new descendant of pytest on the test running at that moment.
     So chromium is started by a launcher that exits at once (chromium is no descendant of
-    pytest), in its own session, and stopped here through its process group on every path.
+    pytest), in its own session, and stopped here through its process group on every path;
+    if pytest is killed outright, the launcher's watchdog stops it.
     """
     profile = workdir / "chromium-profile"
     command = [CHROMIUM, *CHROMIUM_ARGS, "--remote-debugging-port=0", f"--user-data-dir={profile}", "about:blank"]
-    launched = subprocess.run([sys.executable, "-c", LAUNCHER, str(workdir / "chromium.log"), *command],
-                              capture_output=True, text=True, timeout=CHROMIUM_START_TIMEOUT, check=True)
+    launcher = [sys.executable, "-c", LAUNCHER, str(os.getpid()), str(workdir / "chromium.log")]
+    launched = subprocess.run(launcher + command, capture_output=True, text=True, timeout=CHROMIUM_START_TIMEOUT,
+                              check=True)
     pgid = int(launched.stdout)
     try:
         port_file = profile / "DevToolsActivePort"  # chromium writes the port it picked here

@@ -9,14 +9,14 @@ which each test shuts down.
 
 import pytest
 
-from browser_lab import SCREENSHOTS, VIEWPORT, require_browser, running_chromium, running_lab
+from browser_lab import SCREENSHOTS, VIEWPORT, require_browser, running_chromium, running_lab, sigterm_as_interrupt
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """One `jupyter lab` for the browser tests, rooted at a temporary copy of the repository."""
     require_browser()
-    with running_lab(tmp_path_factory.mktemp("jupyterlab")) as server:
+    with sigterm_as_interrupt(), running_lab(tmp_path_factory.mktemp("jupyterlab")) as server:
         yield server
 
 
