@@ -51,15 +51,15 @@ def threads_vs_processes(workers=2, steps=20_000_000, start_method=None, timeout
     return runs
 
 
-def process_with_function(func, start_method="spawn", timeout=10.0):
-    """Start ``Process(target=func)`` with no checks and report how it ended.
+def process_with_function(func, *args, start_method="spawn", timeout=10.0):
+    """Start ``Process(target=func, args=args)`` with no checks and report how it ended.
 
     With a function defined in a notebook cell under spawn, the child cannot
     find it: it prints an AttributeError on its stderr and exits with code 1.
     """
     check_timeout(timeout)
     ctx = get_context(start_method)
-    process = ctx.Process(target=func)
+    process = ctx.Process(target=func, args=args)
     try:
         process.start()
         process.join(timeout)

@@ -106,7 +106,7 @@ def plot_lanes(runs, title="Who ran when"):
     return fig
 
 
-def plot_bars(values, title, xlabel, fmt="{:.3g}"):
+def plot_bars(values, title, xlabel, fmt="{:,.4g}"):
     """A labelled horizontal bar chart of ``values`` (a dict label -> number)."""
     fig, ax = plt.subplots(figsize=(7, 0.5 + 0.45 * len(values)))
     labels = list(values)

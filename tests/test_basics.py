@@ -14,7 +14,7 @@ def _defined_here():  # stands for a notebook cell's function: importable only b
 
 
 def test_process_reports_exit_code(start_method):
-    report = basics.process_with_function(faults.nap, start_method)
+    report = basics.process_with_function(faults.nap, 0.01, start_method=start_method)
     assert report == {"start_method": start_method, "exitcode": 0}
 
 

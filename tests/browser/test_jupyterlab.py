@@ -32,11 +32,7 @@ WIDGET_TIMEOUT = 60  # a panel's redraw after its slider moves
 MAX_SCREENSHOT_HEIGHT = 16_000
 # Problems a reader meets that the notebook's author has to fix; each entry is checked:
 # the test fails if the problem is gone, so the entry is removed with the fix.
-KNOWN_ISSUES = {
-    # The kB panel sends through `server`, which a later cell closes: after Run All, moving
-    # the slider shows this traceback instead of a chart.
-    "04_pipe.ipynb": "this PipeServer is closed",
-}
+KNOWN_ISSUES = {}  # notebook name -> the text of an error it is known to show (an xfail until fixed)
 
 # JavaScript run in the page; `jupyterapp` is exposed by --LabApp.expose_app_in_browser.
 FIND_PANEL = """
