@@ -155,7 +155,7 @@ def _summary(seconds, nbytes=None):
     return record
 
 
-def _time_calls(call, repeat, warmup, check=None):
+def time_calls(call, repeat, warmup, check=None):
     """Call ``call`` ``warmup`` times, then time ``repeat`` calls; run ``check()`` after each, untimed.
 
     Returns (seconds of the timed calls, whether every check returned True).
@@ -181,7 +181,7 @@ def memcpy(nbytes, repeat=DEFAULT_REPEAT, warmup=DEFAULT_WARMUP):
     target = np.empty_like(source)
     target[...] = 0  # touch every page now, so no page fault is timed
     expected = arrays.fingerprint(source)
-    seconds, ok = _time_calls(
+    seconds, ok = time_calls(
         lambda: np.copyto(target, source), repeat, warmup, check=lambda: arrays.fingerprint(target) == expected
     )
     return {"transport": MEMCPY, "start_method": IN_PROCESS, "nbytes": nbytes, **_summary(seconds, nbytes),
@@ -413,7 +413,7 @@ def latency(channels=None, start_method=None, repeat=200, warmup=20, timeout=DEF
         for name in names:
             bar.set_postfix_str(name)
             with _ROUND_TRIPS[name](method, timeout) as round_trip:
-                seconds, _ = _time_calls(round_trip, repeat, warmup)
+                seconds, _ = time_calls(round_trip, repeat, warmup)
             records.append({"channel": name, "what": CHANNELS[name],
                             "start_method": None if name == "subprocess" else method, **_summary(seconds)})
             bar.update()
@@ -427,7 +427,7 @@ def startup(start_methods=None, repeat=5, warmup=1, timeout=DEFAULT_TIMEOUT):
     warmup = check_count(warmup, "warmup", minimum=0)
     records = []
     for method in methods:
-        seconds, _ = _time_calls(
+        seconds, _ = time_calls(
             lambda: run_in_child(faults.nap, start_method=method, timeout=timeout), repeat, warmup
         )
         records.append({"start_method": method, **_summary(seconds)})
