@@ -333,7 +333,7 @@ def corrupted(transport):
 
 CHANNELS = {
     "queue": "an int to a child through one Queue, and back through another",
-    "pipe": "a request to messages.PipeServer through a duplex Pipe, and its reply",
+    "pipe": "a request to messages.PipeServer through a duplex Pipe, and its reply (ask() also watches the child)",
     "manager": "reading one key of a Manager dict proxy (a round trip to the server process)",
     "subprocess": "a line to child.LineChild's stdin, and its reply line from stdout",
 }

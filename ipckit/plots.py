@@ -55,7 +55,7 @@ def plot_transport_speeds(records, ax=None):
         ax.set_xlim(min(speeds) / 3, max(speeds) * 8)
     for record in reference:
         ax.axvline(record["gb_per_s"], color="black", linestyle="--", linewidth=1)
-        ax.text(record["gb_per_s"], 1.0, " memcpy", transform=ax.get_xaxis_transform(), fontsize=8, va="bottom")
+        ax.text(record["gb_per_s"], 0.99, " memcpy", transform=ax.get_xaxis_transform(), fontsize=8, va="top")
     if any(r["transport"] == "fork_global" for r in measured):
         ax.text(0.99, 0.02, "fork_global (orange): the time to fork a child that can read it",
                 transform=ax.transAxes, fontsize=7, ha="right", va="bottom")
