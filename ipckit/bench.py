@@ -115,11 +115,12 @@ def transport_names(transports=None):
     if transports is None or transports == "all":
         return list(arrays.TRANSPORTS)
     items = transports.split(",") if isinstance(transports, str) else list(transports)
-    chosen = []
+    chosen, memcpy_only = [], False
     for item in items:
         if isinstance(item, str):
             item = item.strip()
             if item == MEMCPY:
+                memcpy_only = True
                 continue
             if item not in arrays.TRANSPORTS:
                 raise ValueError(f"unknown transport {item!r}; choose all or any of: {', '.join(arrays.TRANSPORTS)}")
@@ -127,7 +128,7 @@ def transport_names(transports=None):
             raise TypeError(f"a transport is a name such as 'pipe_bytes' or a Transport, not {type(item).__name__}")
         if item not in chosen:
             chosen.append(item)
-    if not chosen and MEMCPY not in items:
+    if not chosen and not memcpy_only:
         raise ValueError(f"no transport named; choose all or any of: {', '.join(arrays.TRANSPORTS)}")
     return chosen
 
