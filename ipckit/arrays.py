@@ -46,6 +46,7 @@ import ctypes
 import itertools
 import os
 import queue as queue_module
+import select
 import threading
 import time
 import uuid
@@ -170,6 +171,50 @@ def _recv_message(conn, timeout, peer, what):
         raise (WorkerDied(peer.name, peer.exitcode) if peer is not None else EOFError(f"the other end closed before {what}")) from None
 
 
+def _write_raw(conn, data):
+    """Write the bytes of ``data`` (a 1-D uint8 array) to ``conn``'s pipe as they are, without a length prefix.
+
+    The reader knows the length from the header sent before. Raises
+    BrokenPipeError if the reader has gone.
+    """
+    view, fd = memoryview(data), conn.fileno()
+    while len(view):  # one write() moves it all, unless a signal interrupts it
+        view = view[os.write(fd, view):]
+
+
+def _read_raw_into(conn, target, timeout, peer):
+    """Read exactly ``len(target)`` bytes from ``conn``'s pipe straight into ``target`` (a 1-D uint8 array).
+
+    ``Connection.recv_bytes_into`` would first read the whole message into a
+    temporary ``BytesIO`` (allocating a buffer of the remaining size for every
+    64 KiB the pipe delivers) and then copy it: two extra copies of a big array.
+    ``os.readv`` into the array's own memory leaves only the kernel's copy.
+    One ``poll`` object watches the pipe and the peer, with the deadline.
+    """
+    view, fd, received = memoryview(target), conn.fileno(), 0
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    if peer is not None:
+        poller.register(peer.sentinel, select.POLLIN)
+    deadline = time.monotonic() + timeout
+    while received < len(view):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"only {received:,} of {len(view):,} bytes of array data within {timeout} s")
+        ready = {handle for handle, _ in poller.poll(remaining * 1000)}
+        if fd in ready:  # data, or the writer closed its end (then readv returns 0)
+            count = os.readv(fd, [view[received:]])
+            if count == 0:
+                if peer is not None:
+                    peer.join(1.0)
+                    raise WorkerDied(peer.name, peer.exitcode)
+                raise EOFError(f"the other end closed after {received:,} of {len(view):,} bytes of array data")
+            received += count
+        elif ready:  # only the peer's sentinel: it died before sending everything
+            peer.join(1.0)
+            raise WorkerDied(peer.name, peer.exitcode)
+
+
 def _c_order(array):
     """A C-contiguous array with the same values: the array itself when it already is one."""
     return array if array.flags.c_contiguous else np.ascontiguousarray(array)
@@ -217,7 +262,7 @@ class _BytesPipeSender(_End):
         else:
             order, data = "C", np.ascontiguousarray(array)  # a strided view: one copy to make it contiguous
         self._conn.send((array.dtype.str, array.shape, order))  # a small header...
-        self._conn.send_bytes(data.reshape(-1).view(np.uint8))  # ...then the raw buffer, no pickling
+        _write_raw(self._conn, data.reshape(-1).view(np.uint8))  # ...then the raw buffer, no pickling
 
 
 class _BytesPipeReceiver(_End):
@@ -228,10 +273,7 @@ class _BytesPipeReceiver(_End):
         dtype, shape, order = _recv_message(self._conn, timeout, peer, "array header")
         out = np.empty(shape, dtype=np.dtype(dtype), order=order)
         target = (out if order == "C" else out.T).reshape(-1).view(np.uint8)
-        _wait_readable(self._conn, timeout, peer, "array data")
-        received = self._conn.recv_bytes_into(target)  # straight into the new array's memory
-        if received != out.nbytes:
-            raise RuntimeError(f"expected {out.nbytes} bytes, received {received}")
+        _read_raw_into(self._conn, target, timeout, peer)  # straight into the new array's memory
         return out
 
 
@@ -557,7 +599,7 @@ class _PipePickle(Transport):
 
 class _PipeBytes(Transport):
     name = "pipe_bytes"
-    summary = "a small header, then the raw buffer with send_bytes / recv_bytes_into"
+    summary = "a small header, then the raw buffer written to the pipe and read straight into the new array"
 
     def _open(self, capacity, ctx):
         reader, writer = ctx.Pipe(duplex=False)
@@ -850,21 +892,24 @@ def _timed_receiver(receiver, report, count, timeout):
         report.close()
 
 
-def hand_off_times(array, transport, start_method=None, repeats=3, timeout=DEFAULT_TIMEOUT):
+def hand_off_times(array, transport, start_method=None, repeats=3, timeout=DEFAULT_TIMEOUT, warmup=0):
     """Time ``repeats`` one-way hand-offs of ``array`` from this process to a child by ``transport``.
 
     Each time runs from just before ``send`` here to just after ``recv`` returns
     in the child (``time.perf_counter`` is the same monotonic clock in every
     process on Linux). For ``fork_global`` that includes starting the child,
-    which is how the data travels. Returns a dict with every time, the best,
-    GB/s at the best, and whether every received array had the original fingerprint.
+    which is how the data travels. ``warmup`` hand-offs go first and are not
+    timed (their arrays are still checked). Returns a dict with every time, the
+    best, GB/s at the best, and whether every received array had the original fingerprint.
     """
     transport, (array,), method, nbytes = _prepare([array], transport, start_method, timeout)
     repeats = check_count(repeats, "repeats")
+    warmup = check_count(warmup, "warmup", minimum=0)
     ctx = get_context(method)
     expected = fingerprint(array)
     seconds, intact = [], True
-    rounds = [1] * repeats if transport.send_before_start else [repeats]  # fork_global: one child per send
+    total = warmup + repeats
+    rounds = [1] * total if transport.send_before_start else [total]  # fork_global: one child per send
     for count in rounds:
         with transport.open(nbytes, method) as link:
             report_r, report_w = ctx.Pipe(duplex=False)
@@ -890,6 +935,7 @@ def hand_off_times(array, transport, start_method=None, repeats=3, timeout=DEFAU
             finally:
                 report_r.close()
                 report_w.close()
+    seconds = seconds[warmup:]
     best = min(seconds)
     return {
         "transport": transport.name,

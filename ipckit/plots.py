@@ -5,7 +5,8 @@ that :func:`ipckit.widgets.live_panel` calls when a slider moves.
 """
 import matplotlib.pyplot as plt
 
-from . import arrays, shm
+from . import arrays, bench, shm
+from .bench import short_reason
 
 MiB = 2**20
 
@@ -16,41 +17,45 @@ def _axes(ax, width=7, height=3.5):
     return ax
 
 
-def _size(nbytes):
-    return f"{nbytes / MiB:.3g} MiB" if nbytes >= MiB else f"{nbytes / 1024:.3g} KiB"
-
-
-def short_reason(record):
-    """The first clause of a skipped record's reason, without the transport's name in front."""
-    reason = record["skipped"]
-    for prefix in (f"transport {record['transport']!r}: ", f"transport {record['transport']!r} "):
-        if reason.startswith(prefix):
-            reason = reason[len(prefix):]
-    return reason.split(":")[0]
+def _seconds(record):
+    """A measured record's time: the median of a bench record, the best of a compare_transports one."""
+    return record["seconds_median"] if "seconds_median" in record else record["best_s"]
 
 
 def plot_transport_speeds(records, ax=None):
-    """Horizontal bars: GB/s of each transport's best one-way hand-off (records from compare_transports)."""
-    measured = sorted((r for r in records if "skipped" not in r), key=lambda r: r["gb_per_s"])
-    skipped = [r for r in records if "skipped" in r]
+    """Horizontal bars: GB/s of each transport's one-way hand-off at one size.
+
+    Takes the records of :func:`ipckit.arrays.compare_transports` (best time) or
+    of :func:`ipckit.bench.measure` at one size (median time); a bench ``memcpy``
+    record is drawn as a dashed line: the limit for a transport that copies once.
+    """
+    reference = [r for r in records if r["transport"] == bench.MEMCPY]
+    records = [r for r in records if r["transport"] != bench.MEMCPY]
+    measured = sorted((r for r in records if not short_reason(r)), key=lambda r: r["gb_per_s"])
+    skipped = [r for r in records if short_reason(r)]
     rows = skipped + measured  # skipped ones at the bottom, with their reason instead of a bar
     ax = _axes(ax, height=1.0 + 0.32 * max(len(rows), 1))
     ax.barh([r["transport"] for r in rows], [r.get("gb_per_s", 0) for r in rows],
             color=["tab:orange" if r["transport"] == "fork_global" else "tab:blue" for r in rows])
     label = ax.get_yaxis_transform()  # x in axes fraction, y in rows
     for y, record in enumerate(rows):
-        if "skipped" in record:
+        if short_reason(record):
             ax.text(0.01, y, "skipped: " + short_reason(record), transform=label, va="center", fontsize=8, color="gray")
         else:
-            ax.annotate(f" {record['best_s'] * 1e3:.3g} ms", (record["gb_per_s"], y), va="center", fontsize=8)
+            ax.annotate(f" {_seconds(record) * 1e3:.3g} ms", (record["gb_per_s"], y), va="center", fontsize=8)
     ax.set_xscale("log")
-    ax.set_xlabel("GB/s, best one-way hand-off (log scale)")
+    which = "median" if any("seconds_median" in r for r in measured) else "best"
+    ax.set_xlabel(f"GB/s, {which} one-way hand-off (log scale)")
     first = rows[0] if rows else None
     if first:
-        ax.set_title(f"{_size(first['nbytes'])} float64 array, parent -> child, start method {first['start_method']}")
-    if measured:
-        speeds = [r["gb_per_s"] for r in measured]
+        kind = "float64 array" if first["nbytes"] % 8 == 0 else "array"
+        ax.set_title(f"{bench.format_size(first['nbytes'])} {kind}, parent -> child, start method {first['start_method']}")
+    speeds = [r["gb_per_s"] for r in measured + reference]
+    if speeds:
         ax.set_xlim(min(speeds) / 3, max(speeds) * 8)
+    for record in reference:
+        ax.axvline(record["gb_per_s"], color="black", linestyle="--", linewidth=1)
+        ax.text(record["gb_per_s"], 0.99, " memcpy", transform=ax.get_xaxis_transform(), fontsize=8, va="top")
     if any(r["transport"] == "fork_global" for r in measured):
         ax.text(0.99, 0.02, "fork_global (orange): the time to fork a child that can read it",
                 transform=ax.transAxes, fontsize=7, ha="right", va="bottom")
@@ -64,6 +69,105 @@ def show_transport_speeds(size_mib=4, start_method=None, repeats=3):
     return records
 
 
+def show_bench(nbytes=MiB, transports=None, start_method=None, repeat=3):
+    """Measure the chosen transports and memcpy at ``nbytes`` (a progress bar while it runs), then draw the bars.
+
+    The update function of :func:`ipckit.widgets.bench_panel`; returns the records.
+    """
+    if transports is not None and not transports:
+        print("Choose at least one transport.")
+        return []
+    records = bench.measure([nbytes], transports, start_method, repeat, progress=True)
+    plot_transport_speeds(records)
+    print("all received copies checked out:", bench.all_ok(records))
+    return records
+
+
+def _transport_colour(name):
+    """One colour per transport across charts (memcpy black)."""
+    if name == bench.MEMCPY:
+        return "black"
+    names = list(arrays.TRANSPORTS)
+    return f"C{names.index(name) % 10}" if name in names else "gray"
+
+
+def plot_bandwidth(records, ax=None):
+    """GB/s against array size, log-log: a line per transport, memcpy dashed (records from bench.measure)."""
+    ax = _axes(ax, width=8.5, height=4.8)
+    sizes = sorted({r["nbytes"] for r in records})
+    missing = []
+    for name in dict.fromkeys(r["transport"] for r in records):
+        points = sorted((r["nbytes"], r["gb_per_s"]) for r in records if r["transport"] == name and "gb_per_s" in r)
+        for reason in dict.fromkeys(short_reason(r) for r in records if r["transport"] == name and short_reason(r)):
+            where = [r["nbytes"] for r in records if r["transport"] == name and short_reason(r) == reason]
+            at = "any size" if len(where) == len(sizes) else ", ".join(bench.format_size(n) for n in sorted(where))
+            missing.append(f"{name} at {at} ({reason})")
+        if not points:
+            continue
+        style = {"color": _transport_colour(name), "marker": "o", "markersize": 4, "linewidth": 1.5}
+        if name == bench.MEMCPY:
+            style.update(linestyle="--", linewidth=2.5, marker=None)
+        elif name == "fork_global":
+            style.update(linestyle=":")
+        ax.plot(*zip(*points), label=name, **style)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xticks(sizes, [bench.format_size(n) for n in sizes])
+    ax.minorticks_off()
+    ax.set_xlabel("array size")
+    ax.set_ylabel("GB/s from the median hand-off (log)")
+    methods = ", ".join(sorted({r["start_method"] for r in records if r["transport"] != bench.MEMCPY}))
+    ax.set_title(f"One-way hand-off, parent -> child (start method {methods}); dashed: memcpy in one process")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
+    if missing:
+        ax.text(0.0, -0.14, "not measured: " + "; ".join(missing), transform=ax.transAxes,
+                fontsize=7, color="0.3", va="top", wrap=True)
+    return ax.figure
+
+
+def plot_start_methods(records, ax=None):
+    """GB/s per transport at one size, one bar per start method side by side (records of bench.measure runs)."""
+    records = [r for r in records if r["transport"] != bench.MEMCPY]
+    methods = list(dict.fromkeys(r["start_method"] for r in records))
+    names = list(dict.fromkeys(r["transport"] for r in records))
+    ax = _axes(ax, height=1.2 + 0.45 * max(len(names), 1))
+    height = 0.8 / max(len(methods), 1)
+    label = ax.get_yaxis_transform()
+    for j, method in enumerate(methods):
+        for i, name in enumerate(names):
+            y = i + (j - (len(methods) - 1) / 2) * height
+            for r in records:
+                if r["transport"] != name or r["start_method"] != method:
+                    continue
+                if short_reason(r):
+                    ax.text(0.01, y, f"{method}: skipped", transform=label, va="center", fontsize=7, color="gray")
+                else:
+                    ax.barh(y, r["gb_per_s"], height=height, color=f"C{j}", label=method)
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles))  # one legend entry per start method
+    if unique:
+        ax.legend(unique.values(), unique.keys(), fontsize=8)
+    ax.set_yticks(range(len(names)), names)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel("GB/s from the median hand-off (log scale)")
+    sizes = sorted({r["nbytes"] for r in records})
+    ax.set_title(f"{', '.join(bench.format_size(n) for n in sizes)}: the same transports under each start method")
+    return ax.figure
+
+
+def plot_latency(records):
+    """Bars: microseconds per round trip of a small message, per channel (records from bench.latency)."""
+    methods = sorted({r["start_method"] for r in records if r["start_method"]})
+    return plot_bars(
+        {r["channel"]: r["seconds_median"] * 1e6 for r in records},
+        f"A small message there and back (start method {', '.join(methods)})",
+        "microseconds per round trip (median)",
+        fmt="{:.0f} µs",
+    )
+
+
 def plot_fresh_vs_reused(result, ax=None):
     """Two bars: seconds to copy one array into a fresh block versus into a reused slot (from shm.fresh_vs_reused)."""
     ax = _axes(ax, width=6, height=2.4)
@@ -75,7 +179,7 @@ def plot_fresh_vs_reused(result, ax=None):
         ax.annotate(f" {result['nbytes'] / s / 1e9:.2g} GB/s, {f:,} page faults", (s * 1e3, y), va="center", fontsize=8)
     ax.set_xlabel("milliseconds per array (best of the repeats)")
     ax.set_xlim(right=max(seconds) * 1e3 * 1.9)
-    ax.set_title(f"Copying {_size(result['nbytes'])} into shared memory ({result['pages']:,} pages)")
+    ax.set_title(f"Copying {bench.format_size(result['nbytes'])} into shared memory ({result['pages']:,} pages)")
     return ax.figure
 
 

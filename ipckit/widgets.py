@@ -5,9 +5,14 @@ control changes (or, with ``run_button=True``, when the button is pressed, for
 measurements that take a while). ``update`` prints or draws; a matplotlib figure
 it creates is shown and closed for it.
 """
+import multiprocessing
+
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 from IPython.display import display
+
+from . import arrays, bench, plots
+from .context import START_METHODS, resolve_start_method
 
 
 def _draw(out, update, values):
@@ -49,3 +54,30 @@ def live_panel(update, controls, run_button=False, run_now=True):
     if run_now:
         redraw()
     return widgets.VBox(rows + [out])
+
+
+def bench_panel(sizes=None, size=None, transports=None, start_method=None, run_now=True):
+    """The timing panel: an array-size slider, a transport multi-select, a start-method dropdown and a Run button.
+
+    Pressing Run measures the chosen transports (and memcpy) at that size with
+    :func:`ipckit.plots.show_bench`: a progress bar while it runs, then the chart.
+    """
+    sizes = bench.parse_sizes(sizes) if sizes is not None else [2**k for k in range(12, 29, 2)]  # 4 KiB .. 256 MiB
+    size = bench.parse_size(size) if size is not None else min(sizes, key=lambda n: abs(n - 2**20))
+    if size not in sizes:
+        raise ValueError(f"size {size} must be one of the slider's sizes {sizes}")
+    controls = {
+        "nbytes": widgets.SelectionSlider(
+            options=[(bench.format_size(n), n) for n in sizes], value=size, description="array size",
+            continuous_update=False,
+        ),
+        "transports": widgets.SelectMultiple(
+            options=list(arrays.TRANSPORTS), value=tuple(bench.transport_names(transports)),
+            rows=len(arrays.TRANSPORTS), description="transports",
+        ),
+        "start_method": widgets.Dropdown(
+            options=[m for m in START_METHODS if m in multiprocessing.get_all_start_methods()],
+            value=resolve_start_method(start_method), description="start method",
+        ),
+    }
+    return live_panel(plots.show_bench, controls, run_button=True, run_now=run_now)

@@ -1,0 +1,204 @@
+"""The performance targets of ``ipckit.bench``, measured as ratios in one run and recorded in README.md.
+
+    python benchmarks/bench_targets.py [--rounds 3] [--repeat 5] [--start-method spawn] [--no-write]
+
+Each target compares two measurements of :mod:`ipckit.bench` at one size. They
+are made in the same round, one right after the other, in alternating order
+from round to round, so that a change in the machine's load hits both; the ratio
+of their median GB/s is taken per round, and the target's ratio is the median
+over the rounds. Also measured, to explain the shared-memory figure: a copy
+into a fresh shared-memory block against one into a reused slot
+(``shm.fresh_vs_reused``) and the ``shared_memory_pool`` transport.
+
+Prints PASS or FAIL per target, rewrites the results block of the section
+"Transports and latency" in benchmarks/README.md (unless ``--no-write``), and
+exits 1 if a target failed.
+"""
+import argparse
+import datetime
+import os
+import platform
+import re
+import statistics
+import sys
+
+import numpy as np
+import psutil
+
+from ipckit import bench, shm
+from ipckit.context import START_METHODS, resolve_start_method
+
+MiB = 2**20
+TARGETS = [  # (transport, size, compared with, at least this ratio)
+    ("shared_memory", 64 * MiB, bench.MEMCPY, 0.7),
+    ("pipe_bytes", 64 * MiB, "pipe_pickle", 2.0),
+    ("rawarray", 16 * MiB, "rawarray_seq", 10.0),
+]
+README = os.path.join(os.path.dirname(os.path.abspath(__file__)), "README.md")
+SECTION = "## Transports and latency (python -m ipckit bench)"
+BEGIN = "<!-- bench_targets.py: results begin -->"
+END = "<!-- bench_targets.py: results end -->"
+
+
+def _measure(name, nbytes, method, repeat):
+    if name == bench.MEMCPY:
+        return bench.memcpy(nbytes, repeat)
+    return bench.hand_off(nbytes, name, method, repeat)
+
+
+def run_targets(rounds, repeat, method, say=print):
+    """Measure every target ``rounds`` times; return one result dict per target."""
+    results = [{"name": name, "nbytes": nbytes, "versus": versus, "goal": goal, "ratios": [], "speed": [], "base": []}
+               for name, nbytes, versus, goal in TARGETS]
+    for round_number in range(rounds):
+        for result in results:
+            pair = [result["name"], result["versus"]]
+            if round_number % 2:
+                pair.reverse()  # alternate which goes first
+            records = {n: _measure(n, result["nbytes"], method, repeat) for n in pair}
+            for record in records.values():
+                if "reason" in record:
+                    raise SystemExit(f"cannot measure {record['transport']} here: {record['reason']}")
+                if not record["ok"]:
+                    raise SystemExit(f"{record['transport']}: a received copy did not check out")
+            speed, base = records[result["name"]]["gb_per_s"], records[result["versus"]]["gb_per_s"]
+            result["speed"].append(speed)
+            result["base"].append(base)
+            result["ratios"].append(speed / base)
+            say(f"round {round_number + 1}: {result['name']} {speed:.3g} GB/s, {result['versus']} {base:.3g} GB/s "
+                f"at {bench.format_size(result['nbytes'])}: ratio {speed / base:.3g}")
+    for result in results:
+        result["ratio"] = statistics.median(result["ratios"])
+        result["passed"] = result["ratio"] >= result["goal"]
+    return results
+
+
+def run_diagnostics(method, repeat):
+    """Where the time of a shared-memory hand-off goes, at 64 MiB."""
+    nbytes = 64 * MiB
+    fresh = shm.fresh_vs_reused(nbytes, repeats=repeat)
+    return {
+        "memcpy": bench.memcpy(nbytes, repeat)["gb_per_s"],
+        "fresh_block": nbytes / fresh["fresh_s"] / 1e9,
+        "reused_slot": nbytes / fresh["reused_s"] / 1e9,
+        "fresh_faults": fresh["fresh_faults"],
+        "shared_memory_pool": bench.hand_off(nbytes, "shared_memory_pool", method, repeat)["gb_per_s"],
+        "fresh_array": _fresh_array_speed(nbytes, repeat),
+    }
+
+
+def _fresh_array_speed(nbytes, repeat):
+    """GB/s of ``source.copy()`` in this process: a copy into fresh memory, as every receiver makes."""
+    source = bench.sample_array(nbytes)
+    seconds, _ = bench.time_calls(source.copy, repeat, warmup=1)
+    return nbytes / statistics.median(seconds) / 1e9
+
+
+def machine(load):
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as info:
+            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.1f} GiB RAM, "
+        f"{platform.system()} {platform.release()}; Python {platform.python_version()}, numpy {np.__version__}; "
+        f"load average {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f} (1, 5, 15 min) at the start"
+    )
+
+
+def report(results, diagnostics, method, rounds, repeat, load):
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        BEGIN,
+        f"Measured {now} by `python benchmarks/bench_targets.py --rounds {rounds} --repeat {repeat} "
+        f"--start-method {method}`.",
+        "",
+        f"Machine: {machine(load)}. The machine is shared: other jobs ran meanwhile, so single times are noisy; "
+        "the ratios come from measurements made side by side in the same run.",
+        "",
+        f"Each ratio is the median over {rounds} rounds of (median GB/s of the transport) / (median GB/s of what it "
+        f"is compared with), each median over {repeat} timed hand-offs after 1 warm-up.",
+        "",
+        "| target | GB/s (median over rounds) | ratio per round | ratio | result |",
+        "|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| `{r['name']}` at {bench.format_size(r['nbytes'])} >= {r['goal']:g} x `{r['versus']}` "
+            f"| {statistics.median(r['speed']):.3g} vs {statistics.median(r['base']):.3g} "
+            f"| {', '.join(f'{x:.3g}' for x in r['ratios'])} | {r['ratio']:.3g} "
+            f"| {'PASS' if r['passed'] else '**FAIL**'} |"
+        )
+    d = diagnostics
+    lines += [
+        "",
+        "Where a shared-memory hand-off's time goes here, at 64 MiB (same run):",
+        "",
+        "| what | GB/s |",
+        "|---|---|",
+        f"| memcpy into a destination touched beforehand (the reference) | {d['memcpy']:.3g} |",
+        f"| `array.copy()`: a copy into fresh memory, as every receiver makes | {d['fresh_array']:.3g} |",
+        f"| copy into a fresh shared-memory block ({d['fresh_faults']:,} page faults) | {d['fresh_block']:.3g} |",
+        f"| copy into a reused shared-memory slot | {d['reused_slot']:.3g} |",
+        f"| `shared_memory_pool` hand-off (reused slot, receiver copies out) | {d['shared_memory_pool']:.3g} |",
+    ]
+    shared = results[0]
+    if not shared["passed"]:
+        lines += [
+            "",
+            f"`shared_memory` misses its target on this machine ({shared['ratio']:.2g} x memcpy, not "
+            f"{shared['goal']:g}). The transport creates a fresh block for every array and its receiver copies "
+            "the array out, so a hand-off is two copies, each into memory touched for the first time: filling a "
+            f"fresh block ran at {d['fresh_block']:.3g} GB/s here, against {d['reused_slot']:.3g} GB/s for a "
+            f"reused slot and {d['memcpy']:.3g} GB/s for memcpy. A two-copy transport cannot exceed 0.5 x memcpy "
+            "even with warm pages; 0.7 x needs one copy into a reused slot that the reader uses in place "
+            "(lesson 07's zero-copy pattern, `ipckit.shm.SlotPool`).",
+        ]
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def write_readme(block, path=README):
+    text = open(path, encoding="utf-8").read() if os.path.exists(path) else "# Benchmarks\n"
+    if BEGIN in text and END in text:
+        text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S)
+    elif SECTION in text:  # the section without results yet: append them at its end
+        start = text.index(SECTION)
+        following = text.find("\n## ", start + len(SECTION))
+        end = len(text) if following < 0 else following + 1
+        text = text[:end].rstrip("\n") + "\n\n" + block + "\n" + ("\n" + text[end:] if following >= 0 else "")
+    else:
+        text = text.rstrip("\n") + f"\n\n{SECTION}\n\n{block}\n"
+    with open(path, "w", encoding="utf-8") as out:
+        out.write(text)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of every target (default 3)")
+    parser.add_argument("--repeat", type=int, default=5, help="timed hand-offs per measurement (default 5)")
+    parser.add_argument("--start-method", choices=START_METHODS, default=None, help="default: ipckit's (spawn)")
+    parser.add_argument("--no-write", dest="write", action="store_false", help="print only; leave README.md alone")
+    args = parser.parse_args(argv)
+    if args.rounds < 1 or args.repeat < 1:
+        parser.error("--rounds and --repeat must be at least 1")
+    method = resolve_start_method(args.start_method)
+    load = os.getloadavg()
+    results = run_targets(args.rounds, args.repeat, method)
+    diagnostics = run_diagnostics(method, args.repeat)
+    for r in results:
+        print(f"{'PASS' if r['passed'] else 'FAIL'}: {r['name']} at {bench.format_size(r['nbytes'])} is "
+              f"{r['ratio']:.3g} x {r['versus']} (target >= {r['goal']:g})")
+    block = report(results, diagnostics, method, args.rounds, args.repeat, load)
+    if args.write:
+        write_readme(block)
+        print(f"recorded in {README}")
+    else:
+        print(block)
+    return 0 if all(r["passed"] for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
