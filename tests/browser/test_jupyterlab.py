@@ -215,6 +215,10 @@ def _move_first_slider(nb):
     output = panel.locator(".widget-output").first
     buttons = panel.locator(".widget-button")
     panel.scroll_into_view_if_needed()
+    # JupyterLab renders cells lazily as they scroll into view: wait until the panel is drawn,
+    # or an empty "before" would make any later state look like a change
+    _wait("the panel's slider and output to be drawn",
+          lambda: readout.inner_text().strip() and output.evaluate(SIGNATURE_JS), WIDGET_TIMEOUT)
     label = slider.locator(".widget-label").first.inner_text().strip()
     before_value, before_output = readout.inner_text().strip(), output.evaluate(SIGNATURE_JS)
     at_max = float(handle.get_attribute("aria-valuenow")) >= float(handle.get_attribute("aria-valuemax"))
