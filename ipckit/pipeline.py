@@ -35,10 +35,12 @@ Slots are sized by the first big array; arrays that do not fit a slot, or
 arrive when no slot is free, are pickled through the pipe instead;
 :attr:`OrderedPipeline.stats` counts both ways.
 """
+import os
 import pickle
 import queue
 import selectors
 import signal
+import struct
 import threading
 import time
 import weakref
@@ -100,15 +102,59 @@ class Timeline:
 # --- what crosses the pipes -----------------------------------------------------------
 
 
-def _send(conn, message):
-    """Pickle with the C pickler and send the bytes: several times cheaper per message than
-    ``Connection.send``, which builds a ForkingPickler each time (needed only for objects
-    such as connections, which the pipeline never sends)."""
-    conn.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+_HEADER = struct.Struct("!Q")  # the length of the pickle that follows
+_ATOMIC = 4096  # a pipe write up to PIPE_BUF bytes is never interleaved with another's
 
 
-def _recv(conn):
-    return pickle.loads(conn.recv_bytes())
+class _Channel:
+    """Messages over one end of a Pipe: a length, then a pickle.
+
+    ``Connection.send`` / ``recv`` build a ForkingPickler per message and make two
+    system calls per receive. A pipeline message is a small tuple, so here the C
+    pickler writes it in one call, and a read takes whatever has arrived (often
+    several messages at once) into a buffer that :meth:`messages` empties.
+    """
+
+    def __init__(self, conn):
+        self.conn = conn
+        self._fd = conn.fileno()
+        self._buffer = bytearray()
+
+    def send(self, message):
+        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        if len(data) + _HEADER.size <= _ATOMIC:
+            os.write(self._fd, _HEADER.pack(len(data)) + data)  # one write, never split (several writers share the wake pipe)
+            return
+        os.write(self._fd, _HEADER.pack(len(data)))
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view):]
+
+    def fill(self):
+        """Read what has arrived (call it when the pipe is readable); EOFError at its end."""
+        chunk = os.read(self._fd, 1 << 16)
+        if not chunk:
+            raise EOFError
+        self._buffer += chunk
+
+    def has_message(self):
+        if len(self._buffer) < _HEADER.size:
+            return False
+        return len(self._buffer) >= _HEADER.size + _HEADER.unpack_from(self._buffer)[0]
+
+    def take(self):
+        """The next whole message in the buffer (check :meth:`has_message` first)."""
+        end = _HEADER.size + _HEADER.unpack_from(self._buffer)[0]
+        with memoryview(self._buffer) as view, view[_HEADER.size:end] as data:
+            message = pickle.loads(data)
+        del self._buffer[:end]  # cheap: a bytearray drops its front without moving the rest
+        return message
+
+    def messages(self):
+        """Fill once, then yield every whole message that has arrived."""
+        self.fill()
+        while self.has_message():
+            yield self.take()
 
 
 def _is_big_array(value):
@@ -146,35 +192,39 @@ class _Watch:
         self._selector.close()
 
 
-class _FromMain:
+class _FromMain(_Channel):
     """A child's end of its pipe from main: receive, but never wait for a parent that has died."""
 
     def __init__(self, conn):
-        self.conn = conn
+        super().__init__(conn)
         parent = parent_process()
         self._watch = _Watch([conn] + ([parent.sentinel] if parent is not None else []))
 
     def waiting(self):
-        """True if a message is waiting (``conn.poll(0)`` builds a selector per call; this reuses one)."""
-        return self.conn in self._watch.ready(0)
+        """True if a message is here or has arrived (``conn.poll(0)`` would build a selector per call)."""
+        if not self.has_message() and self.conn in self._watch.ready(0):
+            self.fill()
+        return self.has_message()
 
     def recv(self):
         """The next message, or None if main has gone."""
-        if self.conn not in self._watch.ready():  # blocks until a message arrives or main dies
-            return None
-        try:
-            return _recv(self.conn)
-        except EOFError:
-            return None
+        while not self.has_message():
+            if self.conn not in self._watch.ready():  # blocks until a message arrives or main dies
+                return None
+            try:
+                self.fill()
+            except (EOFError, ConnectionResetError):
+                return None
+        return self.take()
 
 
 # --- the children ---------------------------------------------------------------------
 
 
-def _report(conn, exc):
+def _report(channel, exc):
     """Send an exception to main; if main has already gone, there is no one left to tell."""
     try:
-        _send(conn, error_record(exc))
+        channel.send(error_record(exc))
     except OSError:
         pass
 
@@ -182,7 +232,7 @@ def _report(conn, exc):
 def _run_producer(produce, args, out, control, bounded):
     _ignore_interrupts()
     credits, slots, pool = 0, deque(), None
-    from_main = _FromMain(control)
+    from_main, out = _FromMain(control), _Channel(out)
 
     def take(message):
         nonlocal credits, pool
@@ -199,14 +249,14 @@ def _run_producer(produce, args, out, control, bounded):
         for item in produce(*args):
             produced = time.perf_counter()
             while from_main.waiting():
-                take(_recv(control))
+                take(from_main.take())
             while bounded and credits == 0:  # backpressure: wait for main to make room
                 message = from_main.recv()
                 if message is None:
                     return
                 take(message)
             if _is_big_array(item) and pool is None:  # the first big array: ask main for slots of its size
-                _send(out, ("slots?", item.nbytes))
+                out.send(("slots?", item.nbytes))
                 while pool is None or not slots:
                     message = from_main.recv()
                     if message is None:
@@ -222,9 +272,9 @@ def _run_producer(produce, args, out, control, bounded):
             else:
                 payload = item
             credits -= 1
-            _send(out, ("item", seq, produced, time.perf_counter(), payload))
+            out.send(("item", seq, produced, time.perf_counter(), payload))
             seq += 1
-        _send(out, ("done", seq))
+        out.send(("done", seq))
     except BaseException as exc:
         _report(out, exc)
     finally:
@@ -250,7 +300,7 @@ def _pack_result(result, pool, ref, item_view):
 def _run_consumer(consume, conn):
     _ignore_interrupts()
     pool = None
-    from_main = _FromMain(conn)
+    from_main = _FromMain(conn)  # both ways: a duplex pipe
     try:
         while True:
             message = from_main.recv()
@@ -266,9 +316,9 @@ def _run_consumer(consume, conn):
                     del item
             else:
                 result = consume(payload)
-            _send(conn, ("result", seq, started, time.perf_counter(), result))
+            from_main.send(("result", seq, started, time.perf_counter(), result))
     except BaseException as exc:
-        _report(conn, exc)
+        _report(from_main, exc)
     finally:
         if pool is not None:
             pool.close()
@@ -280,6 +330,7 @@ def _run_consumer(consume, conn):
 class _Consumer:
     def __init__(self, name, process, conn):
         self.name, self.process, self.conn = name, process, conn
+        self.channel = _Channel(conn)
         self.seq = None  # the item it holds; None when idle
         self.has_pool = False
 
@@ -318,7 +369,7 @@ class OrderedPipeline:
         self.start_method = method
         self.stats = {"items": 0, "via shared memory": 0, "pickled": 0}
         self.timeline = Timeline(time.perf_counter())
-        self._out = queue.Queue()
+        self._out = queue.SimpleQueue()  # results for the caller, in order (C-implemented: cheap per item)
         self._closed = False
         self._finished = False
         self._pool = None
@@ -326,6 +377,7 @@ class OrderedPipeline:
         self._workers = []
         ctx = get_context(method)
         self._wake_reader, self._wake_writer = ctx.Pipe(duplex=False)  # the caller's thread -> dispatcher
+        self._wake = _Channel(self._wake_writer)
         self._returned = queue.SimpleQueue()  # slots of lent results the caller has dropped
         self._lock = threading.Lock()
         try:
@@ -389,7 +441,7 @@ class OrderedPipeline:
             return
         self._closed = True
         try:
-            _send(self._wake_writer, "close")
+            self._wake.send("close")
         except OSError:
             pass
         dispatcher = getattr(self, "_dispatcher", None)
@@ -425,7 +477,7 @@ class OrderedPipeline:
         if not self._closed:
             self._returned.put(slot)
             try:
-                _send(self._wake_writer, "returned")  # one small write: atomic on a pipe
+                self._wake.send("returned")  # one small write: atomic on a pipe
             except OSError:
                 pass  # closed meanwhile: the pool goes with the pipeline
 
@@ -455,7 +507,7 @@ class OrderedPipeline:
             self.timeline.add(time.perf_counter(), "main", "emitted", seq)
             if self.buffer is not None:
                 try:
-                    _send(self._wake_writer, "taken")  # frees a credit for the producer
+                    self._wake.send("taken")  # frees a credit for the producer
                 except OSError:
                     pass
             return value
@@ -503,6 +555,7 @@ class _Dispatcher:
     def run(self):
         """Return True when every result is out, False when the caller closed the pipeline first."""
         p = self.p
+        self.items, self.control, wake = _Channel(p._items), _Channel(p._control), _Channel(p._wake_reader)
         roles = {p._items: "items", p._producer.sentinel: "producer", p._wake_reader: "wake"}
         for worker in p._workers:
             roles[worker.conn] = worker
@@ -516,14 +569,15 @@ class _Dispatcher:
                     if role is None:
                         continue  # forgotten earlier in this round
                     if role == "wake":
-                        if not self.on_wake():
+                        if not self.on_wake(wake):
                             return False
                     elif role == "items":
-                        if self.on_producer_message(self.receive(p._items, p._producer)):
-                            del roles[handle]
-                            watch.forget(handle)
+                        for message in self.receive(self.items, p._producer):
+                            if self.on_producer_message(message):
+                                del roles[handle]
+                                watch.forget(handle)
                     elif role != "producer" and handle is role.conn:
-                        self.on_result(role, *self.receive(role.conn, role.process)[1:])
+                        self.on_consumer_ready(role)
                     else:  # a child ended: whatever it sent first is read as usual, then EOF says it died
                         del roles[handle]
                         watch.forget(handle)
@@ -533,40 +587,38 @@ class _Dispatcher:
             watch.close()
         for worker in p._workers:  # let the consumers leave by themselves
             try:
-                _send(worker.conn, ("stop",))
+                worker.channel.send(("stop",))
             except OSError:
                 pass
         return True
 
     @staticmethod
-    def receive(conn, process):
+    def receive(channel, process):
+        """Read what ``process`` has sent; a worker's error record becomes WorkerError, EOF WorkerDied."""
         try:
-            message = _recv(conn)
+            arrived = list(channel.messages())
         except (EOFError, ConnectionResetError):
             process.join(1.0)
             raise WorkerDied(process.name, process.exitcode) from None
-        if message[0] == "error":
-            raise WorkerError(process.name, *message[1:])
-        return message
+        for message in arrived:
+            if message[0] == "error":
+                raise WorkerError(process.name, *message[1:])
+            yield message
 
     # -- events ------------------------------------------------------------------------
 
-    def on_wake(self):
+    def on_wake(self, wake):
         """The caller took results (each frees a credit), gave lent slots back, or closed (return False)."""
-        reader = self.p._wake_reader
-        while True:
-            message = _recv(reader)
+        for message in wake.messages():
             if message == "close":
                 return False
             if message == "taken":
                 self.taken += 1
             else:  # "returned": the caller dropped a lent result
-                slot = self.p._returned.get_nowait()
                 self.lent -= 1
-                self.p._pool.release(slot)
+                self.p._pool.release(self.p._returned.get_nowait())
                 self.grant_slots()
-            if not reader.poll():
-                return True
+        return True
 
     def on_producer_message(self, message):
         """Handle one item, a request for slots, or the end of the stream (then return True: the pipe is done)."""
@@ -584,16 +636,23 @@ class _Dispatcher:
         """A child's sentinel fired. Without an unread message from it, it died mid-work."""
         if role == "producer":
             self.producer_alive = False
-            name, process, conn, expected = "producer", self.p._producer, self.p._items, self.total is not None
+            name, process, channel, expected = "producer", self.p._producer, self.items, self.total is not None
         else:
-            name, process, conn, expected = role.name, role.process, role.conn, False
-        if not expected and not conn.poll(0):
+            name, process, channel, expected = role.name, role.process, role.channel, False
+        if not expected and not channel.has_message() and not channel.conn.poll(0):
             process.join(1.0)
             raise WorkerDied(name, process.exitcode)
 
     def on_item(self, seq, produced, sent, payload):
         now = time.perf_counter()
         t, p = self.timeline, self.p
+        idle = next((w for w in p._workers if w.seq is None), None)
+        if idle is not None and not self.fifo:
+            self.hand(idle, seq, payload)  # first: a consumer is waiting; the bookkeeping can wait
+        else:
+            self.fifo.append((seq, payload))
+            t.add(now, "main", "buffered", seq)
+            t.add_depth(now, len(self.fifo))
         self.granted -= 1
         t.add(produced, "producer", "produced", seq)
         t.add(sent, "producer", "sent", seq)
@@ -604,20 +663,26 @@ class _Dispatcher:
             p.stats["via shared memory"] += 1
         elif _is_big_array(payload):
             p.stats["pickled"] += 1  # bigger than a slot, or no slot was free
-        idle = next((w for w in p._workers if w.seq is None), None)
-        if idle is not None and not self.fifo:
-            self.hand(idle, seq, payload)
-        else:
-            self.fifo.append((seq, payload))
-            t.add(now, "main", "buffered", seq)
-            t.add_depth(now, len(self.fifo))
         self.grant_slots()
+
+    def on_consumer_ready(self, worker):
+        """A consumer sent its result, so it is idle: hand it the next item first (until then it
+        waits, and that wait is the pipeline's own cost per item), then file the result."""
+        results = list(self.receive(worker.channel, worker.process))
+        if not results:
+            return  # part of a big result: the rest is on its way
+        worker.seq = None
+        if self.fifo:
+            next_seq, payload = self.fifo.popleft()
+            self.hand(worker, next_seq, payload)
+            self.timeline.add_depth(time.perf_counter(), len(self.fifo))
+        for message in results:
+            self.on_result(worker, *message[1:])
 
     def on_result(self, worker, seq, started, finished, result):
         t, pool = self.timeline, self.p._pool
         t.add(started, worker.name, "started", seq)
         t.add(finished, worker.name, "finished", seq)
-        worker.seq = None
         if isinstance(result, ArrayRef) and self.lent < LENT_AT_MOST:
             self.done[seq] = pool.lend(result, self.p._give_back)  # no copy: the slot returns when dropped
             self.lent += 1
@@ -627,10 +692,6 @@ class _Dispatcher:
             self.grant_slots()
         else:
             self.done[seq] = result
-        if self.fifo:
-            next_seq, payload = self.fifo.popleft()
-            self.hand(worker, next_seq, payload)
-            t.add_depth(time.perf_counter(), len(self.fifo))
 
     def emit_in_order(self):
         while self.next_out in self.done:
@@ -646,7 +707,7 @@ class _Dispatcher:
             send_pool, worker.has_pool = self.p._pool, True
         now = time.perf_counter()  # before sending: the consumer may start at once
         try:
-            _send(worker.conn, ("item", seq, payload, send_pool))
+            worker.channel.send(("item", seq, payload, send_pool))
         except OSError:  # the consumer died while we were sending
             worker.process.join(1.0)
             raise WorkerDied(worker.name, worker.process.exitcode) from None
@@ -657,7 +718,7 @@ class _Dispatcher:
     def tell_producer(self, message):
         """Send a credit, a slot or the pool to the producer; if it has just finished, it needs none."""
         try:
-            _send(self.p._control, message)
+            self.control.send(message)
         except OSError:
             self.producer_alive = False  # its "done" (or its death) is still to be read from the items pipe
 
