@@ -17,16 +17,15 @@ exits 1 if a target failed.
 import argparse
 import datetime
 import os
-import platform
-import re
 import statistics
 import sys
 
-import numpy as np
-import psutil
 
 from ipckit import bench, shm
 from ipckit.context import START_METHODS, resolve_start_method
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from recording import README, describe_machine, write_block  # noqa: E402  (a module beside this script)
 
 MiB = 2**20
 TARGETS = [  # (transport, size, compared with, at least this ratio)
@@ -34,10 +33,7 @@ TARGETS = [  # (transport, size, compared with, at least this ratio)
     ("pipe_bytes", 64 * MiB, "pipe_pickle", 2.0),
     ("rawarray", 16 * MiB, "rawarray_seq", 10.0),
 ]
-README = os.path.join(os.path.dirname(os.path.abspath(__file__)), "README.md")
 SECTION = "## Transports and latency (python -m ipckit bench)"
-BEGIN = "<!-- bench_targets.py: results begin -->"
-END = "<!-- bench_targets.py: results end -->"
 
 
 def _measure(name, nbytes, method, repeat):
@@ -94,28 +90,13 @@ def _fresh_array_speed(nbytes, repeat):
     return nbytes / statistics.median(seconds) / 1e9
 
 
-def machine(load):
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as info:
-            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return (
-        f"{cpu}, {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.1f} GiB RAM, "
-        f"{platform.system()} {platform.release()}; Python {platform.python_version()}, numpy {np.__version__}; "
-        f"load average {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f} (1, 5, 15 min) at the start"
-    )
-
-
 def report(results, diagnostics, method, rounds, repeat, load):
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
-        BEGIN,
         f"Measured {now} by `python benchmarks/bench_targets.py --rounds {rounds} --repeat {repeat} "
         f"--start-method {method}`.",
         "",
-        f"Machine: {machine(load)}. The machine is shared: other jobs ran meanwhile, so single times are noisy; "
+        f"Machine: {describe_machine(load)}. The machine is shared: other jobs ran meanwhile, so single times are noisy; "
         "the ratios come from measurements made side by side in the same run.",
         "",
         f"Each ratio is the median over {rounds} rounds of (median GB/s of the transport) / (median GB/s of what it "
@@ -139,7 +120,7 @@ def report(results, diagnostics, method, rounds, repeat, load):
         "| what | GB/s |",
         "|---|---|",
         f"| memcpy into a destination touched beforehand (the reference) | {d['memcpy']:.3g} |",
-        f"| `array.copy()`: a copy into fresh memory, as every receiver makes | {d['fresh_array']:.3g} |",
+        f"| `array.copy()`: a copy into fresh memory, as a receiver that copies out makes | {d['fresh_array']:.3g} |",
         f"| copy into a fresh shared-memory block ({d['fresh_faults']:,} page faults) | {d['fresh_block']:.3g} |",
         f"| copy into a reused shared-memory slot | {d['reused_slot']:.3g} |",
         f"| `shared_memory_pool` hand-off (reused slot, receiver copies out) | {d['shared_memory_pool']:.3g} |",
@@ -148,31 +129,12 @@ def report(results, diagnostics, method, rounds, repeat, load):
     if not shared["passed"]:
         lines += [
             "",
-            f"`shared_memory` misses its target on this machine ({shared['ratio']:.2g} x memcpy, not "
-            f"{shared['goal']:g}). The transport creates a fresh block for every array and its receiver copies "
-            "the array out, so a hand-off is two copies, each into memory touched for the first time: filling a "
-            f"fresh block ran at {d['fresh_block']:.3g} GB/s here, against {d['reused_slot']:.3g} GB/s for a "
-            f"reused slot and {d['memcpy']:.3g} GB/s for memcpy. A two-copy transport cannot exceed 0.5 x memcpy "
-            "even with warm pages; 0.7 x needs one copy into a reused slot that the reader uses in place "
-            "(lesson 07's zero-copy pattern, `ipckit.shm.SlotPool`).",
+            f"`shared_memory` misses its target in this run ({shared['ratio']:.2g} x memcpy, not "
+            f"{shared['goal']:g}). Its hand-off is one copy into a reused block, read in place; compare the copy "
+            f"into a reused slot ({d['reused_slot']:.3g} GB/s) with memcpy ({d['memcpy']:.3g} GB/s) above to see "
+            "whether the memory itself or the messages around it were slow.",
         ]
-    lines.append(END)
     return "\n".join(lines)
-
-
-def write_readme(block, path=README):
-    text = open(path, encoding="utf-8").read() if os.path.exists(path) else "# Benchmarks\n"
-    if BEGIN in text and END in text:
-        text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S)
-    elif SECTION in text:  # the section without results yet: append them at its end
-        start = text.index(SECTION)
-        following = text.find("\n## ", start + len(SECTION))
-        end = len(text) if following < 0 else following + 1
-        text = text[:end].rstrip("\n") + "\n\n" + block + "\n" + ("\n" + text[end:] if following >= 0 else "")
-    else:
-        text = text.rstrip("\n") + f"\n\n{SECTION}\n\n{block}\n"
-    with open(path, "w", encoding="utf-8") as out:
-        out.write(text)
 
 
 def main(argv=None):
@@ -193,7 +155,7 @@ def main(argv=None):
               f"{r['ratio']:.3g} x {r['versus']} (target >= {r['goal']:g})")
     block = report(results, diagnostics, method, args.rounds, args.repeat, load)
     if args.write:
-        write_readme(block)
+        write_block(SECTION, "bench_targets.py", block)
         print(f"recorded in {README}")
     else:
         print(block)

@@ -16,7 +16,9 @@ side is measured ``--rounds`` times, alternating, and the best round counts.
 ``--write`` records the figures in benchmarks/README.md.
 """
 import argparse
+import datetime
 import functools
+import os
 import sys
 import threading
 import time
@@ -30,9 +32,9 @@ from ipckit import workloads
 from ipckit.pipeline import OrderedPipeline
 
 MiB = 2**20
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from machine import describe_machine, replace_section  # noqa: E402  (a sibling script module)
+SECTION = "## Ordered pipeline (benchmarks/pipeline_targets.py)"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from recording import describe_machine, write_block  # noqa: E402  (a module beside this script)
 
 
 def steady_rate(results):
@@ -106,7 +108,7 @@ def main(argv=None):
     parser.add_argument("--write", action="store_true", help="record the results in benchmarks/README.md")
     options = parser.parse_args(argv)
     method = ipckit.resolve_start_method(options.start_method)
-    machine = describe_machine()
+    load = os.getloadavg()
 
     tiny = 5_000
     tiny_pipe, tiny_pool = [], []
@@ -125,31 +127,43 @@ def main(argv=None):
         ("16 MiB arrays: pipeline / Pool(1).imap", max(big_pipe), max(big_pool), 20, "B/s"),
         ("16 MiB arrays: pipeline / np.copyto", max(big_pipe), copy, 0.3, "B/s"),
     ]
-    lines = [f"start method: {method}", ""]
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        f"Measured {now} by `python benchmarks/pipeline_targets.py --rounds {options.rounds}` under the "
+        f"{method} start method, best of {options.rounds} alternating rounds per side.",
+        "",
+        f"Machine: {describe_machine(load)}. The machine is shared: read the ratios, not the times.",
+        "",
+    ]
+    verdicts = []
     lines.append("| target | pipeline | reference | ratio | needed | result |")
     lines.append("|---|---|---|---|---|---|")
     for name, ours, theirs, needed, unit in rows:
         ratio = ours / theirs
         show = (lambda v: f"{v:,.0f} items/s") if unit == "items/s" else (lambda v: f"{v / 1e9:.2f} GB/s")
-        verdict = "PASS" if ratio >= needed else "FAIL"
+        verdict = "PASS" if ratio >= needed else "**FAIL**"
+        verdicts.append(verdict)
         lines.append(f"| {name} | {show(ours)} | {show(theirs)} | {ratio:.2f}x | >= {needed}x | {verdict} |")
     items_grown = growth / big
-    verdict = "PASS" if items_grown < 6 else "FAIL"
+    verdict = "PASS" if items_grown < 6 else "**FAIL**"
+    verdicts.append(verdict)
     lines.append(
         f"| buffer=4, slow consumer, 1 GiB: main's peak RSS growth | {items_grown:.1f} items | | | < 6 items | {verdict} |"
     )
     lines += [
         "",
-        f"During the 1 GiB run the slot pool held {slots} slots of 16 MiB in /dev/shm (its size is set by "
-        f"buffer + consumers + 2 slots granted ahead, not by the stream's length); main copies results out "
-        f"with pread, so those pages do not count in main's RSS. Items through shared memory: "
-        f"{stats['via shared memory']} of {stats['items']}.",
+        f"During the 1 GiB run the slot pool held {slots} slots of 16 MiB in /dev/shm, a number set by "
+        "the buffer, the consumers and the slots granted ahead or lent, not by the stream's length. Main "
+        "maps a slot's pages only where the caller reads a lent result (here one value each), and copies "
+        "other results out with pread, so the pool does not count in main's RSS. Items through shared "
+        f"memory: {stats['via shared memory']} of {stats['items']}.",
     ]
     report = "\n".join(lines)
-    print(machine + "\n\n" + report)
+    print(report)
     if options.write:
-        replace_section(HERE / "README.md", "## Ordered pipeline (benchmarks/pipeline_targets.py)", machine + "\n\n" + report)
+        write_block(SECTION, "pipeline_targets.py", report)
+    return 0 if all(verdict == "PASS" for verdict in verdicts) else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

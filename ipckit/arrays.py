@@ -23,7 +23,9 @@ numpy array (any numeric or bool dtype, any shape, any memory order) from a
     parent: waits then also watch its sentinel and raise
     :class:`~ipckit.run.WorkerDied` instead of waiting out the timeout.
     ``recv`` returns an array the caller owns (a copy), except for
-    ``fork_global``, which hands over the inherited array itself.
+    ``fork_global``, which hands over the inherited array itself, and the
+    transports with ``in_place = True`` (``shared_memory``), whose array lies
+    in the sender's block and is valid until the next send: copy it to keep it.
     After starting a child, call ``close()`` on the ends it took, so that a
     dead child gives a broken pipe instead of a hang.
 ``transport.send_before_start``
@@ -426,19 +428,41 @@ class _SyncArrayReceiver(_BufferReceiver):
 
 
 class _SharedMemorySender(_BufferSender):
+    """One block, made by the first send in the sending process (its owner), then reused."""
+
+    _block = None
+
     def _put(self, array):
-        block = shm.create(array.nbytes)  # a fresh block per array: this process owns it
-        try:
-            ref = block.write(array)
-        except BaseException:
-            block.close()
-            raise
-        return ref, block.close  # closed and unlinked by its owner once the receiver has its copy
+        if self._block is None or self._block.size < array.nbytes:  # first use, or outgrown
+            if self._block is not None:
+                self._block.close()  # a reader's view of it stays valid until dropped
+            self._block = shm.create(array.nbytes)
+        return self._block.write(array), _nothing  # reused pages: no page faults after the first send
+
+    def close(self):
+        super().close()
+        if self._block is not None:
+            self._block.close()  # the owner unlinks it
+            self._block = None
 
 
 class _SharedMemoryReceiver(_BufferReceiver):
+    """Attaches to the sender's block once, by name (untracked), and hands out the array in place."""
+
+    _block = None
+
     def _take(self, ref):
-        return shm.read_ref(ref)  # attach by name (untracked), copy out, detach; never unlink
+        if self._block is None or self._block.name != ref.name:
+            if self._block is not None:
+                self._block.close()  # views already handed out keep their memory
+            self._block = shm.attach(ref.name)
+        return self._block._ndarray(ref)  # no copy: valid until the sender's next send
+
+    def close(self):
+        super().close()
+        if self._block is not None:
+            self._block.close()
+            self._block = None
 
 
 class _PoolSender(_BufferSender):
@@ -537,6 +561,7 @@ class Transport:
     summary = ""
     start_methods = START_METHODS
     send_before_start = False
+    in_place = False  # True: recv returns the array where it lies, valid until the next send (zero copy)
     practical_limit = None  # bytes above which the benchmark should skip it (it would take minutes)
 
     def __repr__(self):
@@ -674,7 +699,8 @@ class _RawArraySeq(_RawArray):
 
 class _SharedMemory(Transport):
     name = "shared_memory"
-    summary = "a fresh SharedMemory block per array, written by its owner, attached by name by the reader"
+    summary = "one SharedMemory block, reused: the sender writes each array in, the reader attaches by name and reads it in place"
+    in_place = True
 
     def shm_bytes(self, nbytes):
         return max(nbytes, 1)
@@ -856,7 +882,8 @@ def echo_many(arrays, transport, start_method=None, timeout=DEFAULT_TIMEOUT):
                 for array in arrays:
                     if not transport.send_before_start:
                         there.sender.send(array, timeout, peer=child.process)
-                    results.append(back.receiver.recv(timeout, peer=child.process))
+                    result = back.receiver.recv(timeout, peer=child.process)
+                    results.append(result.copy() if way_back.in_place else result)  # the next send reuses it
             except _PEER_GONE as exc:
                 raise child.explain(exc) from None
             child.result()

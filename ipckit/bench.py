@@ -7,7 +7,9 @@ just after ``receiver.recv()`` returns in a child, on ``time.perf_counter``,
 a clock every process on the machine shares. So it includes all the work the
 transport does on both sides: pickling, the kernel's copies, the acknowledgement
 the shared-buffer transports wait for, and the receiver allocating the array it
-returns (a fresh array each time: its page faults are inside the interval).
+returns (a fresh array each time: its page faults are inside the interval),
+except for ``shared_memory``, whose receiver reads the sender's reused block in
+place: one copy in all, the sender's.
 It does not include starting the child: one child receives every hand-off of a
 measurement, started before the first. The exception is ``fork_global``, whose
 data travels by ``fork`` itself: its time is the time to fork a child that can
@@ -24,7 +26,8 @@ wraps a transport so that its receiver flips one bit, to show that the check can
 The reference row ``memcpy`` is ``numpy.copyto`` of the same array into a
 destination allocated and touched once beforehand, in this process: one memory
 copy, no process, no allocation, no page faults. It is the physical limit for
-any transport that copies the data once; most copy it twice or more.
+any transport that copies the data once (``shared_memory`` comes close); most
+copy it twice or more.
 
 A combination that cannot or should not run here is not an error: it becomes a
 record with a ``reason`` (a transport under a start method it cannot use, an
