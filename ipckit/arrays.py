@@ -45,7 +45,6 @@ transport; :func:`pack` / :func:`unpack` put a list of arrays of mixed shapes
 and dtypes into one flat shared buffer and back, with one memory copy each.
 """
 import ctypes
-import itertools
 import os
 import queue as queue_module
 import select
@@ -312,10 +311,11 @@ class _QueueReceiver(_End):
 class _ManagerSender(_End):
     def __init__(self, store, conn):
         self._store, self._conn = store, conn
-        self._counter = itertools.count()
+        self._sent = 0  # a plain int: it is pickled with this end (itertools objects stop pickling in 3.14)
 
     def send(self, array, timeout=DEFAULT_TIMEOUT, peer=None):
-        key = f"{os.getpid()}-{next(self._counter)}"
+        self._sent += 1
+        key = f"{os.getpid()}-{self._sent}"
         self._store[key] = check_numeric_array(array)  # pickled to the manager's server process
         self._conn.send(key)  # tell the receiver where to look
 

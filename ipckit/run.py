@@ -60,8 +60,10 @@ def call_and_send(conn, func, args, kwargs):
     try:
         try:
             conn.send(reply)
-        except Exception as exc:  # e.g. the result cannot be pickled
-            conn.send(error_record(exc))
+        except Exception as exc:  # the result cannot be pickled (the message wording varies by version)
+            name = getattr(func, "__name__", "the function")
+            message = f"the result of {name} cannot be pickled to send it back: {exc}"
+            conn.send(("error", type(exc).__name__, message, traceback.format_exc()))
     finally:
         conn.close()
 
