@@ -192,7 +192,7 @@ def pipe_buffer_deadlock_demo(lines=5_000, width=100, wait_seconds=1.0, timeout=
                 pass
     replies = ask_once(["echo " + "x" * width] * lines, timeout=timeout)
     return {
-        "bytes written": len(text),
+        "bytes to write": len(text),
         f"plain write still blocked after {wait_seconds} s": stuck,
         "communicate() replies": len(replies),
     }

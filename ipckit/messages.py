@@ -211,7 +211,8 @@ class PipeServer:
         self.close()
 
 
-def _send_after(conn, delay, value):
+def _send_after(conn, ready, delay, value):
+    ready.set()  # the parent starts its clock now, so start-up time is not counted
     time.sleep(delay)
     conn.send(value)
     conn.close()
@@ -222,10 +223,13 @@ def poll_demo(delay=0.3, start_method=None, timeout=10.0):
     check_timeout(delay, "delay")
     ctx = get_context(start_method)
     receiver, sender = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=_send_after, args=(sender, delay, "hello"))
+    ready = ctx.Event()
+    child = ctx.Process(target=_send_after, args=(sender, ready, delay, "hello"))
     try:
         child.start()
         sender.close()
+        if not ready.wait(timeout):
+            raise TimeoutError(f"the child did not start within {timeout} s")
         start = time.perf_counter()
         at_once = receiver.poll(0)
         after_wait = receiver.poll(timeout)
@@ -271,12 +275,14 @@ def recv_into_demo(count=100_000, buffer_count=None, start_method=None, timeout=
         stop_process(child)
 
 
-def _reply_after(conn, delay, value):
+def _reply_after(conn, start_line, delay, value):
+    start_line.wait(30)  # all start counting together, once every worker is running
     time.sleep(delay)
     conn.send(value)
 
 
-def _die_after(conn, delay, exitcode):
+def _die_after(conn, start_line, delay, exitcode):
+    start_line.wait(30)
     time.sleep(delay)
     os._exit(exitcode)  # dies without a word and without closing anything politely
 
@@ -291,14 +297,16 @@ def wait_demo(start_method=None, timeout=10.0):
     check_timeout(timeout)
     ctx = get_context(start_method)
     plan = {"a": (_reply_after, 0.2, "result of a"), "b": (_die_after, 0.5, 3), "c": (_reply_after, 0.8, "result of c")}
+    start_line = ctx.Barrier(len(plan) + 1)  # the workers and this process
     workers = {}
     try:
         for name, (func, delay, value) in plan.items():
             receiver, sender = ctx.Pipe(duplex=False)
-            process = ctx.Process(target=func, args=(sender, delay, value), name=name)
+            process = ctx.Process(target=func, args=(sender, start_line, delay, value), name=name)
             workers[name] = (process, receiver)
             process.start()
             sender.close()
+        start_line.wait(timeout)  # raises BrokenBarrierError if a worker never starts
         start, events = time.perf_counter(), []
         pending = dict(workers)
         while pending:
