@@ -210,13 +210,19 @@ def plot_lanes(runs, title="Who ran when"):
     return fig
 
 
-def plot_bars(values, title, xlabel, fmt="{:,.4g}"):
-    """A labelled horizontal bar chart of ``values`` (a dict label -> number)."""
-    fig, ax = plt.subplots(figsize=(7, 0.5 + 0.45 * len(values)))
+def _number(value):
+    """A bar's label: whole numbers in full (40,000), others to three figures (0.0123)."""
+    return f"{value:,.0f}" if float(value).is_integer() and abs(value) < 1e15 else f"{value:,.3g}"
+
+
+def plot_bars(values, title, xlabel, fmt=None):
+    """A labelled horizontal bar chart of ``values`` (a dict label -> number); ``fmt`` formats the labels."""
+    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.45 * len(values)))
     labels = list(values)
     ax.barh(labels, [values[k] for k in labels], color=[f"C{i}" for i in range(len(labels))])
     for i, label in enumerate(labels):
-        ax.annotate(fmt.format(values[label]), (values[label], i), xytext=(3, 0), textcoords="offset points", va="center")
+        text = fmt.format(values[label]) if fmt else _number(values[label])
+        ax.annotate(text, (values[label], i), xytext=(3, 0), textcoords="offset points", va="center")
     ax.invert_yaxis()
     ax.set_xlabel(xlabel)
     ax.set_title(title)

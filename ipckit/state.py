@@ -247,11 +247,12 @@ def nested_mutation_demo(workers=3, start_method=None, timeout=DEFAULT_TIMEOUT):
     return results
 
 
-def proxy_access_cost(accesses=2_000, start_method=None):
-    """Seconds per read of one key: a Manager dict proxy against a plain dict."""
+def proxy_access_cost(accesses=2_000, value_bytes=8, start_method=None):
+    """Seconds per read of one key holding ``value_bytes`` bytes: a Manager dict proxy against a plain dict."""
     accesses = check_count(accesses, "accesses")
+    value_bytes = check_count(value_bytes, "value_bytes", minimum=0)
     ctx = get_context(start_method)
-    plain = {"key": 1}
+    plain = {"key": b"x" * value_bytes}
     start = time.perf_counter()
     for _ in range(accesses):
         plain["key"]

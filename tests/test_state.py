@@ -58,7 +58,7 @@ def test_nested_append_is_lost_and_both_fixes_keep_it(start_method):
 
 
 def test_proxy_access_is_much_slower_than_a_dict():
-    report = state.proxy_access_cost(200, "fork")
+    report = state.proxy_access_cost(200, start_method="fork")
     assert report["manager_dict_s"] > report["plain_dict_s"]
 
 
