@@ -9,8 +9,8 @@
 
 How it works. The producer process runs ``produce(*produce_args)`` and sends
 each item to main the moment it is yielded. A thread in main (the dispatcher)
-waits on every pipe *and* every child's sentinel at once
-(``multiprocessing.connection.wait``). It hands an item to a consumer only when
+waits on every pipe *and* every child's sentinel at once (as
+``multiprocessing.connection.wait`` does, with one kept selector). It hands an item to a consumer only when
 that consumer is idle (each holds at most one item), keeps the rest in a FIFO,
 numbers items in hand-off order, and re-orders the results. A child that raises
 becomes :class:`WorkerError`, one that dies becomes :class:`WorkerDied`, in the
@@ -33,7 +33,13 @@ the result and every view of it are dropped. While the caller holds
 the slots' pages do not count in main's memory) and their slots reused at once.
 Slots are sized by the first big array; arrays that do not fit a slot, or
 arrive when no slot is free, are pickled through the pipe instead;
-:attr:`OrderedPipeline.stats` counts both ways.
+:attr:`OrderedPipeline.stats` counts both ways. Where ``/dev/shm`` is short
+(a container's 64 MiB), the pool takes fewer slots, or none.
+
+Main never blocks on a child that is busy in its own code: its messages to the
+producer wait in an outbox until the pipe has room, and the caller's thread
+only rings a doorbell. Children ignore Ctrl-C (main stops them in order) and,
+under fork on Linux, die with main.
 """
 import os
 import pickle
@@ -41,6 +47,7 @@ import queue
 import selectors
 import signal
 import struct
+import sys
 import threading
 import time
 import weakref
@@ -52,7 +59,7 @@ import numpy as np
 from .checks import check_count
 from .context import get_context, require_importable, resolve_start_method
 from .run import WorkerDied, WorkerError, error_record
-from .shm import ArrayRef, SlotPool
+from .shm import NotEnoughSharedMemory, SlotPool
 
 __all__ = ["OrderedPipeline", "Timeline", "WorkerError", "WorkerDied", "SHARED_MEMORY_THRESHOLD"]
 
@@ -76,20 +83,23 @@ class Timeline:
     ``finished`` (each consumer).
     """
 
-    def __init__(self, start):
+    def __init__(self, start, enabled=True):
         self.start = start
+        self.enabled = enabled
         self._events = []  # plain tuples while running: cheaper than an Event each
         self.depth = [(0.0, 0)]
 
     def add(self, when, process, event, seq):
-        self._events.append((when - self.start, process, event, seq))
+        if self.enabled:
+            self._events.append((when - self.start, process, event, seq))
 
     @property
     def events(self):
         return [Event(*row) for row in self._events]
 
     def add_depth(self, when, depth):
-        self.depth.append((when - self.start, depth))
+        if self.enabled:
+            self.depth.append((when - self.start, depth))
 
     def of(self, event):
         """The events of one kind, in time order."""
@@ -101,9 +111,8 @@ class Timeline:
 
 # --- what crosses the pipes -----------------------------------------------------------
 
-
 _HEADER = struct.Struct("!Q")  # the length of the pickle that follows
-_ATOMIC = 4096  # a pipe write up to PIPE_BUF bytes is never interleaved with another's
+_ATOMIC = 4096  # a pipe write up to PIPE_BUF bytes is never split, nor interleaved with another's
 
 
 class _Channel:
@@ -120,13 +129,13 @@ class _Channel:
         self._fd = conn.fileno()
         self._buffer = bytearray()
 
-    def send(self, message):
+    @staticmethod
+    def frame(message):
         data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-        if len(data) + _HEADER.size <= _ATOMIC:
-            os.write(self._fd, _HEADER.pack(len(data)) + data)  # one write, never split (several writers share the wake pipe)
-            return
-        os.write(self._fd, _HEADER.pack(len(data)))
-        view = memoryview(data)
+        return _HEADER.pack(len(data)) + data
+
+    def send(self, message):
+        view = memoryview(self.frame(message))
         while view:
             view = view[os.write(self._fd, view):]
 
@@ -157,17 +166,118 @@ class _Channel:
             yield self.take()
 
 
+class _Outbox(_Channel):
+    """Main's channel to the producer: never blocks main.
+
+    A producer busy in its own code reads nothing, so a blocking write of one
+    message too many would stop main, and with it every consumer. Messages wait
+    here instead, and go out when the pipe has room (main then waits for
+    "writable" too). A new allowance replaces one still waiting: only the
+    highest counts.
+    """
+
+    def __init__(self, conn):
+        super().__init__(conn)
+        os.set_blocking(self._fd, False)
+        self.waiting = deque()
+        self.closed = False
+
+    def post(self, message):
+        if self.closed:
+            return
+        if message[0] == "allow" and self.waiting and self.waiting[-1][0] == "allow":
+            self.waiting[-1] = message
+        else:
+            self.waiting.append(message)
+        self.flush()
+
+    def flush(self):
+        """Write what fits; return True while something is still waiting."""
+        while self.waiting and not self.closed:
+            frame = self.frame(self.waiting[0])  # small: a write of it is all or nothing
+            try:
+                os.write(self._fd, frame)
+            except BlockingIOError:
+                return True
+            except (BrokenPipeError, ConnectionResetError):  # the producer has finished or died
+                self.closed = True
+                self.waiting.clear()
+                return False
+            self.waiting.popleft()
+        return False
+
+
+class _Orphaned(Exception):
+    """Main has gone: a child stops quietly."""
+
+
+class _FromMain(_Channel):
+    """A child's end of its pipe from main: receive, but never wait for a parent that has died."""
+
+    def __init__(self, conn):
+        super().__init__(conn)
+        parent = parent_process()
+        self._parent = parent.sentinel if parent is not None else None
+        self._watch = _Watch([conn] + ([self._parent] if self._parent is not None else []))
+
+    def _ready(self, timeout):
+        ready = self._watch.ready(timeout)
+        if self._parent in ready:
+            raise _Orphaned
+        return self.conn in ready
+
+    def waiting(self):
+        """True if a message is here or has arrived (``conn.poll(0)`` would build a selector per call)."""
+        if not self.has_message() and self._ready(0):
+            self._fill_or_orphan()
+        return self.has_message()
+
+    def recv(self):
+        """The next message; raises _Orphaned if main has gone."""
+        while not self.has_message():
+            self._ready(None)  # blocks until a message arrives or main dies
+            self._fill_or_orphan()
+        return self.take()
+
+    def _fill_or_orphan(self):
+        try:
+            self.fill()
+        except (EOFError, ConnectionResetError):
+            raise _Orphaned from None
+
+
 def _is_big_array(value):
-    return isinstance(value, np.ndarray) and value.dtype.kind in "biufc" and value.nbytes >= SHARED_MEMORY_THRESHOLD
+    """Plain numpy arrays of numbers go through slots (a subclass would lose its type there)."""
+    return type(value) is np.ndarray and value.dtype.kind in "biufc" and value.nbytes >= SHARED_MEMORY_THRESHOLD
 
 
 def _fits(pool, array):
     return pool is not None and array.nbytes <= pool.slot_bytes
 
 
-def _ignore_interrupts():
-    """Children leave Ctrl-C (Jupyter's interrupt) to main, which stops them in order."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def _become_a_worker(close_fds):
+    """Set a child up: leave Ctrl-C to main, close main's ends of pipes inherited by fork.
+
+    Under fork a child also inherits its parent's ends of its own pipes; holding
+    them, it would never see end-of-file from a parent that died. On Linux it
+    also asks to be killed with its parent, since under fork its siblings keep
+    the parent's sentinel open.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Jupyter's interrupt: main stops the children in order
+    for fd in close_fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    if close_fds and sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+        if parent_process() is not None and not parent_process().is_alive():
+            raise _Orphaned
 
 
 class _Watch:
@@ -185,37 +295,22 @@ class _Watch:
     def forget(self, handle):
         self._selector.unregister(handle)
 
+    def want_write(self, handle, wanted):
+        """Also wake when ``handle`` can be written to (while ``wanted``)."""
+        registered = handle in self._keys()
+        if wanted and not registered:
+            self._selector.register(handle, selectors.EVENT_WRITE)
+        elif not wanted and registered:
+            self._selector.unregister(handle)
+
+    def _keys(self):
+        return {key.fileobj for key in self._selector.get_map().values()}
+
     def ready(self, timeout=None):
         return [key.fileobj for key, _ in self._selector.select(timeout)]
 
     def close(self):
         self._selector.close()
-
-
-class _FromMain(_Channel):
-    """A child's end of its pipe from main: receive, but never wait for a parent that has died."""
-
-    def __init__(self, conn):
-        super().__init__(conn)
-        parent = parent_process()
-        self._watch = _Watch([conn] + ([parent.sentinel] if parent is not None else []))
-
-    def waiting(self):
-        """True if a message is here or has arrived (``conn.poll(0)`` would build a selector per call)."""
-        if not self.has_message() and self.conn in self._watch.ready(0):
-            self.fill()
-        return self.has_message()
-
-    def recv(self):
-        """The next message, or None if main has gone."""
-        while not self.has_message():
-            if self.conn not in self._watch.ready():  # blocks until a message arrives or main dies
-                return None
-            try:
-                self.fill()
-            except (EOFError, ConnectionResetError):
-                return None
-        return self.take()
 
 
 # --- the children ---------------------------------------------------------------------
@@ -229,52 +324,52 @@ def _report(channel, exc):
         pass
 
 
-def _run_producer(produce, args, out, control, bounded):
-    _ignore_interrupts()
-    credits, slots, pool = 0, deque(), None
-    from_main, out = _FromMain(control), _Channel(out)
-
-    def take(message):
-        nonlocal credits, pool
-        kind, value = message
-        if kind == "credit":
-            credits += value
-        elif kind == "slot":
-            slots.append(value)
-        elif kind == "pool":
-            pool = value
-
+def _run_producer(produce, args, out, control, bounded, close_fds):
+    out = _Channel(out)
+    pool = None
     try:
-        seq = 0
+        _become_a_worker(close_fds)
+        from_main = _FromMain(control)
+        allowed, slots, no_pool = 0, deque(), False
+
+        def take(message):
+            nonlocal allowed, pool, no_pool
+            kind, value = message
+            if kind == "allow":
+                allowed = max(allowed, value)
+            elif kind == "slot":
+                slots.append(value)
+            elif kind == "pool":
+                pool, no_pool = value, value is None
+
+        def wait_until(condition):
+            while not condition():
+                take(from_main.recv())
+
+        sent = 0
         for item in produce(*args):
             produced = time.perf_counter()
             while from_main.waiting():
                 take(from_main.take())
-            while bounded and credits == 0:  # backpressure: wait for main to make room
-                message = from_main.recv()
-                if message is None:
-                    return
-                take(message)
-            if _is_big_array(item) and pool is None:  # the first big array: ask main for slots of its size
+            if bounded:  # backpressure: wait for main to make room
+                wait_until(lambda: sent < allowed)
+            big = _is_big_array(item)
+            if big and pool is None and not no_pool:  # the first big array: ask main for slots of its size
                 out.send(("slots?", item.nbytes))
-                while pool is None or not slots:
-                    message = from_main.recv()
-                    if message is None:
-                        return
-                    take(message)
-            while bounded and _is_big_array(item) and _fits(pool, item) and not slots:
-                message = from_main.recv()  # a credit means room; its slot is on the way
-                if message is None:
-                    return
-                take(message)
-            if _is_big_array(item) and slots and _fits(pool, item):
-                payload = pool.write(slots.popleft(), item)
+                wait_until(lambda: pool is not None or no_pool)
+                while from_main.waiting():  # the slots granted with the pool
+                    take(from_main.take())
+            if big and bounded and _fits(pool, item):
+                wait_until(lambda: bool(slots))  # room was granted, so a slot comes free
+            if big and slots and _fits(pool, item):
+                payload, slotted = pool.write(slots.popleft(), item), True
             else:
-                payload = item
-            credits -= 1
-            out.send(("item", seq, produced, time.perf_counter(), payload))
-            seq += 1
-        out.send(("done", seq))
+                payload, slotted = item, False
+            out.send(("item", sent, produced, time.perf_counter(), payload, slotted))
+            sent += 1
+        out.send(("done", sent))
+    except _Orphaned:
+        pass
     except BaseException as exc:
         _report(out, exc)
     finally:
@@ -283,40 +378,45 @@ def _run_producer(produce, args, out, control, bounded):
 
 
 def _pack_result(result, pool, ref, item_view):
-    """Put a big array result back in the item's slot; anything else travels pickled."""
-    if ref is None or not _is_big_array(result) or result.nbytes > pool.slot_bytes:
-        return result
+    """Put a big array result back in the item's slot; anything else travels pickled.
+
+    Returns (payload, slotted).
+    """
+    if not _is_big_array(result) or result.nbytes > pool.slot_bytes:
+        return result, False
     if (
-        item_view is not None
-        and result.shape == item_view.shape
+        result.shape == item_view.shape
         and result.dtype == item_view.dtype
         and result.__array_interface__["data"][0] == item_view.__array_interface__["data"][0]
         and result.strides == item_view.strides
     ):
-        return ref  # consume returned its input: the result is already in the slot
-    return pool.write(ref.slot, result)  # numpy copes with a result that overlaps the slot
+        return ref, True  # consume returned its input: the result is already in the slot
+    return pool.write(ref.slot, result), True  # numpy copes with a result that overlaps the slot
 
 
-def _run_consumer(consume, conn):
-    _ignore_interrupts()
+def _run_consumer(consume, conn, close_fds):
+    from_main = _Channel(conn)  # both ways: a duplex pipe
     pool = None
-    from_main = _FromMain(conn)  # both ways: a duplex pipe
     try:
+        _become_a_worker(close_fds)
+        from_main = _FromMain(conn)
         while True:
             message = from_main.recv()
-            if message is None or message[0] == "stop":
+            if message[0] == "stop":
                 return
-            _, seq, payload, new_pool = message
+            _, seq, payload, slotted, new_pool = message
             if new_pool is not None:
                 pool = new_pool
             started = time.perf_counter()
-            if isinstance(payload, ArrayRef):
+            if slotted:
                 with pool.view(payload) as item:
-                    result = _pack_result(consume(item), pool, payload, item)
+                    result, result_slotted = _pack_result(consume(item), pool, payload, item)
                     del item
             else:
-                result = consume(payload)
-            from_main.send(("result", seq, started, time.perf_counter(), result))
+                result, result_slotted = consume(payload), False
+            from_main.send(("result", seq, started, time.perf_counter(), result, result_slotted))
+    except _Orphaned:
+        pass
     except BaseException as exc:
         _report(from_main, exc)
     finally:
@@ -351,73 +451,12 @@ def _check_worker(func, name, method):
     require_importable(func, method, role=name)
 
 
-class OrderedPipeline:
-    """Run ``produce`` in one process and ``consume`` in ``consumers`` others; yield results in order.
+def _stop_all(processes, pool_box, lock, grace=STOP_GRACE):
+    """Let the children leave within ``grace`` seconds, then terminate, then kill; free the slots.
 
-    See the module docstring for how it works. Use it in a ``with`` block:
-    leaving the block, early or not, stops every child and frees all shared memory.
+    Safe from any thread and more than once (the lock makes two callers take turns).
     """
-
-    def __init__(self, produce, consume, produce_args=(), consumers=1, buffer=None, start_method=None):
-        method = resolve_start_method(start_method)
-        _check_worker(produce, "produce", method)
-        _check_worker(consume, "consume", method)
-        if isinstance(produce_args, (str, bytes)) or not isinstance(produce_args, (tuple, list)):
-            raise TypeError(f"produce_args must be a tuple of arguments for produce, not {produce_args!r}")
-        self.consumers = check_count(consumers, "consumers")
-        self.buffer = None if buffer is None else check_count(buffer, "buffer")
-        self.start_method = method
-        self.stats = {"items": 0, "via shared memory": 0, "pickled": 0}
-        self.timeline = Timeline(time.perf_counter())
-        self._out = queue.SimpleQueue()  # results for the caller, in order (C-implemented: cheap per item)
-        self._closed = False
-        self._finished = False
-        self._pool = None
-        self._producer = None
-        self._workers = []
-        ctx = get_context(method)
-        self._wake_reader, self._wake_writer = ctx.Pipe(duplex=False)  # the caller's thread -> dispatcher
-        self._wake = _Channel(self._wake_writer)
-        self._returned = queue.SimpleQueue()  # slots of lent results the caller has dropped
-        self._lock = threading.Lock()
-        try:
-            self._start_children(ctx, produce, tuple(produce_args), consume)
-            self._dispatcher = threading.Thread(target=self._dispatch, name="ipckit-pipeline", daemon=True)
-            self._dispatcher.start()
-        except BaseException:
-            self.close()
-            raise
-        self._finalizer = weakref.finalize(self, OrderedPipeline._stop_all, self._processes(), self._pool_box)
-
-    # -- starting and stopping ---------------------------------------------------------
-
-    def _start_children(self, ctx, produce, args, consume):
-        self._pool_box = []  # the slot pool, once made; a list so the finalizer sees it
-        for index in range(self.consumers):
-            main_end, child_end = ctx.Pipe()
-            process = ctx.Process(target=_run_consumer, args=(consume, child_end), name=f"consumer-{index}")
-            self._workers.append(_Consumer(process.name, process, main_end))
-            try:
-                process.start()
-            finally:
-                child_end.close()
-        items_in, items_out = ctx.Pipe(duplex=False)
-        control_in, control_out = ctx.Pipe(duplex=False)
-        self._producer = ctx.Process(
-            target=_run_producer, args=(produce, args, items_out, control_in, self.buffer is not None), name="producer"
-        )
-        self._items, self._control = items_in, control_out
-        try:
-            self._producer.start()
-        finally:
-            items_out.close()
-            control_in.close()
-
-    def _processes(self):
-        return ([self._producer] if self._producer is not None else []) + [w.process for w in self._workers]
-
-    @staticmethod
-    def _stop_all(processes, pool_box, grace=STOP_GRACE):
+    with lock:
         deadline = time.monotonic() + grace
         for process in processes:
             if process.pid is not None:
@@ -432,31 +471,117 @@ class OrderedPipeline:
                     process.kill()
                     process.join(1.0)
         for pool in pool_box:
-            pool.close()
+            pool.close()  # never raises, even while the caller still holds lent results
         pool_box.clear()
+
+
+class OrderedPipeline:
+    """Run ``produce`` in one process and ``consume`` in ``consumers`` others; yield results in order.
+
+    See the module docstring for how it works. Use it in a ``with`` block (or
+    call :meth:`close`): leaving the block, early or not, stops every child and
+    frees all shared memory. ``timeline=False`` records nothing, for endless
+    streams (the timeline keeps every event of the run).
+    """
+
+    def __init__(self, produce, consume, produce_args=(), consumers=1, buffer=None, start_method=None, timeline=True):
+        method = resolve_start_method(start_method)
+        _check_worker(produce, "produce", method)
+        _check_worker(consume, "consume", method)
+        if isinstance(produce_args, (str, bytes)) or not isinstance(produce_args, (tuple, list)):
+            raise TypeError(f"produce_args must be a tuple of arguments for produce, not {produce_args!r}")
+        self.consumers = check_count(consumers, "consumers")
+        self.buffer = None if buffer is None else check_count(buffer, "buffer")
+        self.start_method = method
+        self.stats = {"items": 0, "via shared memory": 0, "pickled": 0}
+        self.timeline = Timeline(time.perf_counter(), enabled=bool(timeline))
+        self._out = queue.SimpleQueue()  # results for the caller, in order (C-implemented: cheap per item)
+        self._closed = False  # close() has begun: the caller's loop may not go on
+        self._finished = False  # every result (or the failure) has reached the caller's loop
+        self._taken = 0  # results the caller's loop took; written by its thread only
+        self._returned = queue.SimpleQueue()  # slots of lent results the caller has dropped
+        self._lock = threading.RLock()  # guards the wake-up pipe's closing; re-entrant for finalizers
+        self._stop_lock = threading.Lock()
+        self._pool = None
+        self._pool_box = []  # the slot pool, once made; a list so the finalizer sees it
+        self._producer = None
+        self._workers = []
+        self._wake_read, self._wake_write = os.pipe()  # a doorbell from the caller's thread to the dispatcher
+        os.set_blocking(self._wake_read, False)
+        os.set_blocking(self._wake_write, False)
+        try:
+            self._start_children(get_context(method), produce, tuple(produce_args), consume)
+            self._dispatcher = threading.Thread(target=self._dispatch, name="ipckit-pipeline", daemon=True)
+            self._dispatcher.start()
+        except BaseException:
+            self.close()
+            raise
+        # An abandoned pipeline still runs to its end (the dispatcher thread holds it); this stops
+        # its children at the latest when the interpreter exits.
+        self._finalizer = weakref.finalize(self, _stop_all, self._processes(), self._pool_box, self._stop_lock)
+
+    # -- starting and stopping ---------------------------------------------------------
+
+    def _start_children(self, ctx, produce, args, consume):
+        forked = self.start_method == "fork"
+        for index in range(self.consumers):
+            main_end, child_end = ctx.Pipe()
+            inherited = (main_end.fileno(),) if forked else ()
+            process = ctx.Process(
+                target=_run_consumer, args=(consume, child_end, inherited), name=f"consumer-{index}"
+            )
+            self._workers.append(_Consumer(process.name, process, main_end))
+            try:
+                process.start()
+            finally:
+                child_end.close()
+        items_in, items_out = ctx.Pipe(duplex=False)
+        control_in, control_out = ctx.Pipe(duplex=False)
+        self._items, self._control = items_in, control_out
+        inherited = (items_in.fileno(), control_out.fileno()) if forked else ()
+        bounded = self.buffer is not None
+        self._producer = ctx.Process(
+            target=_run_producer, args=(produce, args, items_out, control_in, bounded, inherited), name="producer"
+        )
+        try:
+            self._producer.start()
+        finally:
+            items_out.close()
+            control_in.close()
+
+    def _processes(self):
+        return ([self._producer] if self._producer is not None else []) + [w.process for w in self._workers]
+
+    def _ring(self):
+        """Wake the dispatcher: one byte, never blocking (a full pipe has rung already)."""
+        with self._lock:
+            if self._wake_write is not None:
+                try:
+                    os.write(self._wake_write, b"!")
+                except (BlockingIOError, BrokenPipeError):
+                    pass
 
     def close(self):
         """Stop every child (at once if they are still working), free shared memory. Safe to call twice."""
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            self._wake.send("close")
-        except OSError:
-            pass
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._ring()
         dispatcher = getattr(self, "_dispatcher", None)
-        if dispatcher is not None and dispatcher is not threading.current_thread():
+        if dispatcher is not None:
             dispatcher.join(2.0)
-        grace = STOP_GRACE if self._finished else 0.0
-        self._stop_all(self._processes(), getattr(self, "_pool_box", []), grace=grace)
-        for conn in [w.conn for w in self._workers] + [
-            getattr(self, "_items", None),
-            getattr(self, "_control", None),
-            self._wake_reader,
-            self._wake_writer,
-        ]:
-            if conn is not None:
-                conn.close()
+        _stop_all(self._processes(), self._pool_box, self._stop_lock, grace=STOP_GRACE if self._finished else 0.0)
+        if dispatcher is not None and dispatcher.is_alive():
+            dispatcher.join(2.0)  # it was writing to a child that has now gone
+        if dispatcher is None or not dispatcher.is_alive():  # never close what the dispatcher still uses
+            with self._lock:
+                for fd in (self._wake_read, self._wake_write):
+                    os.close(fd)
+                self._wake_read = self._wake_write = None
+            for conn in [w.conn for w in self._workers] + [getattr(self, "_items", None), getattr(self, "_control", None)]:
+                if conn is not None:
+                    conn.close()
         finalizer = getattr(self, "_finalizer", None)
         if finalizer is not None:
             finalizer.detach()
@@ -474,12 +599,8 @@ class OrderedPipeline:
 
     def _give_back(self, slot):
         """Called when a lent result and all its views are gone (any thread, maybe inside the GC)."""
-        if not self._closed:
-            self._returned.put(slot)
-            try:
-                self._wake.send("returned")  # one small write: atomic on a pipe
-            except OSError:
-                pass  # closed meanwhile: the pool goes with the pipeline
+        self._returned.put(slot)
+        self._ring()
 
     # -- the caller's loop -------------------------------------------------------------
 
@@ -490,7 +611,7 @@ class OrderedPipeline:
         while True:
             if self._finished:
                 raise StopIteration
-            if self._closed and self._out.empty():
+            if self._closed:
                 raise ValueError("this pipeline is closed; make a new one to run again")
             try:
                 kind, seq, value = self._out.get(timeout=POLL)
@@ -506,10 +627,8 @@ class OrderedPipeline:
                 raise value.error
             self.timeline.add(time.perf_counter(), "main", "emitted", seq)
             if self.buffer is not None:
-                try:
-                    self._wake.send("taken")  # frees a credit for the producer
-                except OSError:
-                    pass
+                self._taken += 1  # frees a credit for the producer
+                self._ring()
             return value
 
     # -- the dispatcher thread ---------------------------------------------------------
@@ -518,20 +637,21 @@ class OrderedPipeline:
         try:
             finished = _Dispatcher(self).run()
         except BaseException as exc:  # a worker failed or died, or a bug here: stop the rest, tell the caller
-            self._stop_all(self._processes(), [], grace=0.0)  # the slots are freed by close()
+            _stop_all(self._processes(), self._pool_box, self._stop_lock, grace=0.0)
             self._out.put((_Failure, None, _Failure(exc)))
             return
         if finished:  # every result is out: stop the children and free the slots, with or without `with`
-            self._stop_all(self._processes(), self._pool_box, grace=STOP_GRACE)
+            _stop_all(self._processes(), self._pool_box, self._stop_lock)
             self._out.put((_END, None, None))
 
 
 class _Dispatcher:
     """Main's side of the pipeline, run in one thread: every decision about items, consumers and credits.
 
-    State: ``fifo`` holds (seq, payload) waiting for an idle consumer; ``done``
-    holds results that finished before an earlier one; each consumer's ``seq``
-    is the item it holds (None when idle).
+    State: ``fifo`` holds (seq, payload, slotted) waiting for an idle consumer;
+    ``done`` holds results that finished before an earlier one; each consumer's
+    ``seq`` is the item it holds (None when idle); ``slot_of`` maps an item to
+    the slot it occupies until its result is out of that slot.
     """
 
     def __init__(self, pipeline):
@@ -542,11 +662,13 @@ class _Dispatcher:
         self.next_out = 0  # the seq of the next result the caller gets
         self.total = None  # how many items there are, once the producer says "done"
         self.producer_alive = True
-        self.granted = 0  # credits granted and not yet used
+        self.received = 0  # items received from the producer
+        self.allowed = 0  # items the producer may send in all (bounded buffer only)
         self.emitted = 0  # results put in the caller's queue
-        self.taken = 0  # results the caller's loop has taken
         self.granted_slots = set()
+        self.slot_of = {}
         self.lent = 0  # results the caller holds in their slots
+        self.lend_limit = 0
         bound = pipeline.buffer
         self.capacity = None if bound is None else bound + pipeline.consumers
 
@@ -555,33 +677,36 @@ class _Dispatcher:
     def run(self):
         """Return True when every result is out, False when the caller closed the pipeline first."""
         p = self.p
-        self.items, self.control, wake = _Channel(p._items), _Channel(p._control), _Channel(p._wake_reader)
-        roles = {p._items: "items", p._producer.sentinel: "producer", p._wake_reader: "wake"}
+        self.items, self.control = _Channel(p._items), _Outbox(p._control)
+        roles = {p._items: "items", p._producer.sentinel: "producer", p._wake_read: "wake"}
         for worker in p._workers:
             roles[worker.conn] = worker
             roles[worker.process.sentinel] = worker
         watch = _Watch(roles)
         try:
             while self.total is None or self.next_out < self.total:
-                self.top_up_credits()
+                self.allow_more()
+                watch.want_write(p._control, bool(self.control.waiting))
                 for handle in watch.ready():
                     role = roles.get(handle)
-                    if role is None:
+                    if handle is p._control:
+                        self.control.flush()
+                    elif role is None:
                         continue  # forgotten earlier in this round
-                    if role == "wake":
-                        if not self.on_wake(wake):
+                    elif role == "wake":
+                        if not self.on_wake():
                             return False
                     elif role == "items":
                         for message in self.receive(self.items, p._producer):
                             if self.on_producer_message(message):
                                 del roles[handle]
                                 watch.forget(handle)
-                    elif role != "producer" and handle is role.conn:
-                        self.on_consumer_ready(role)
-                    else:  # a child ended: whatever it sent first is read as usual, then EOF says it died
+                    elif role == "producer" or handle is role.process.sentinel:
                         del roles[handle]
                         watch.forget(handle)
                         self.on_exit(role)
+                    else:
+                        self.on_consumer_ready(role)
                 self.emit_in_order()
         finally:
             watch.close()
@@ -607,18 +732,22 @@ class _Dispatcher:
 
     # -- events ------------------------------------------------------------------------
 
-    def on_wake(self, wake):
-        """The caller took results (each frees a credit), gave lent slots back, or closed (return False)."""
-        for message in wake.messages():
-            if message == "close":
-                return False
-            if message == "taken":
-                self.taken += 1
-            else:  # "returned": the caller dropped a lent result
-                self.lent -= 1
-                self.p._pool.release(self.p._returned.get_nowait())
-                self.grant_slots()
-        return True
+    def on_wake(self):
+        """The caller took results, dropped lent ones, or closed the pipeline (then return False)."""
+        try:
+            os.read(self.p._wake_read, 1 << 16)  # empty the doorbell; what rang is in the fields below
+        except BlockingIOError:
+            pass
+        if self.p._closed:
+            return False
+        while True:
+            try:
+                slot = self.p._returned.get_nowait()
+            except queue.Empty:
+                return True
+            self.lent -= 1
+            self.p._pool.release(slot)
+            self.grant_slots()
 
     def on_producer_message(self, message):
         """Handle one item, a request for slots, or the end of the stream (then return True: the pipe is done)."""
@@ -633,7 +762,8 @@ class _Dispatcher:
         return False
 
     def on_exit(self, role):
-        """A child's sentinel fired. Without an unread message from it, it died mid-work."""
+        """A child's sentinel fired. Usually end-of-file on its pipe has already said it died; this
+        catches a death while another process still holds that pipe's other end (fork inheritance)."""
         if role == "producer":
             self.producer_alive = False
             name, process, channel, expected = "producer", self.p._producer, self.items, self.total is not None
@@ -643,23 +773,24 @@ class _Dispatcher:
             process.join(1.0)
             raise WorkerDied(name, process.exitcode)
 
-    def on_item(self, seq, produced, sent, payload):
+    def on_item(self, seq, produced, sent, payload, slotted):
         now = time.perf_counter()
         t, p = self.timeline, self.p
         idle = next((w for w in p._workers if w.seq is None), None)
         if idle is not None and not self.fifo:
-            self.hand(idle, seq, payload)  # first: a consumer is waiting; the bookkeeping can wait
+            self.hand(idle, seq, payload, slotted)  # first: a consumer is waiting; the bookkeeping can wait
         else:
-            self.fifo.append((seq, payload))
+            self.fifo.append((seq, payload, slotted))
             t.add(now, "main", "buffered", seq)
             t.add_depth(now, len(self.fifo))
-        self.granted -= 1
+        self.received += 1
         t.add(produced, "producer", "produced", seq)
         t.add(sent, "producer", "sent", seq)
         t.add(now, "main", "received", seq)
         p.stats["items"] += 1
-        if isinstance(payload, ArrayRef):
+        if slotted:
             self.granted_slots.discard(payload.slot)
+            self.slot_of[seq] = payload.slot
             p.stats["via shared memory"] += 1
         elif _is_big_array(payload):
             p.stats["pickled"] += 1  # bigger than a slot, or no slot was free
@@ -673,25 +804,25 @@ class _Dispatcher:
             return  # part of a big result: the rest is on its way
         worker.seq = None
         if self.fifo:
-            next_seq, payload = self.fifo.popleft()
-            self.hand(worker, next_seq, payload)
+            self.hand(worker, *self.fifo.popleft())
             self.timeline.add_depth(time.perf_counter(), len(self.fifo))
         for message in results:
             self.on_result(worker, *message[1:])
 
-    def on_result(self, worker, seq, started, finished, result):
-        t, pool = self.timeline, self.p._pool
-        t.add(started, worker.name, "started", seq)
-        t.add(finished, worker.name, "finished", seq)
-        if isinstance(result, ArrayRef) and self.lent < LENT_AT_MOST:
-            self.done[seq] = pool.lend(result, self.p._give_back)  # no copy: the slot returns when dropped
+    def on_result(self, worker, seq, started, finished, result, slotted):
+        self.timeline.add(started, worker.name, "started", seq)
+        self.timeline.add(finished, worker.name, "finished", seq)
+        pool, slot = self.p._pool, self.slot_of.pop(seq, None)
+        if slotted and self.lent < self.lend_limit:  # the result lies in the item's slot: lend it, no copy
+            self.done[seq] = pool.lend(result, self.p._give_back)
             self.lent += 1
-        elif isinstance(result, ArrayRef):  # the caller holds several already: copy, free the slot now
-            self.done[seq] = pool.copy_out(result)  # read without mapping the slot in main
-            pool.release(result.slot)
+            return
+        if slotted:  # the caller holds enough already: copy it out (pread: main maps no slot pages)
+            result = pool.copy_out(result)
+        self.done[seq] = result
+        if slot is not None:
+            pool.release(slot)
             self.grant_slots()
-        else:
-            self.done[seq] = result
 
     def emit_in_order(self):
         while self.next_out in self.done:
@@ -701,13 +832,13 @@ class _Dispatcher:
 
     # -- actions -----------------------------------------------------------------------
 
-    def hand(self, worker, seq, payload):
+    def hand(self, worker, seq, payload, slotted):
         send_pool = None
-        if isinstance(payload, ArrayRef) and not worker.has_pool:
+        if slotted and not worker.has_pool:
             send_pool, worker.has_pool = self.p._pool, True
         now = time.perf_counter()  # before sending: the consumer may start at once
         try:
-            worker.channel.send(("item", seq, payload, send_pool))
+            worker.channel.send(("item", seq, payload, slotted, send_pool))
         except OSError:  # the consumer died while we were sending
             worker.process.join(1.0)
             raise WorkerDied(worker.name, worker.process.exitcode) from None
@@ -715,33 +846,33 @@ class _Dispatcher:
         self.timeline.add(now, "main", "handed", seq)
         self.timeline.add(now, worker.name, "handed", seq)
 
-    def tell_producer(self, message):
-        """Send a credit, a slot or the pool to the producer; if it has just finished, it needs none."""
-        try:
-            self.control.send(message)
-        except OSError:
-            self.producer_alive = False  # its "done" (or its death) is still to be read from the items pipe
-
-    def in_system(self):
-        """Items granted, buffered, at a consumer, or done and not yet taken by the caller."""
-        busy = sum(w.seq is not None for w in self.p._workers)
-        return self.granted + len(self.fifo) + busy + len(self.done) + (self.emitted - self.taken)
-
-    def top_up_credits(self):
+    def allow_more(self):
+        """Bounded buffer: let the producer send as many items as leave at most ``capacity`` in the system."""
         if self.capacity is None or not self.producer_alive:
             return
-        room = self.capacity - self.in_system()
-        if room > 0:
-            self.tell_producer(("credit", room))
-            self.granted += room
+        busy = sum(w.seq is not None for w in self.p._workers)
+        held = len(self.fifo) + busy + len(self.done) + (self.emitted - self.p._taken)
+        allowed = self.received + self.capacity - held
+        if allowed > self.allowed:
+            self.allowed = allowed
+            self.control.post(("allow", allowed))  # the total so far, so a newer one replaces a waiting one
 
     def make_pool(self, slot_bytes):
-        # room for every item the system may hold, plus the slots granted ahead to the producer
-        slots = (self.capacity or self.p.consumers + UNBOUNDED_EXTRA_SLOTS) + GRANTED_AHEAD + LENT_AT_MOST
-        pool = SlotPool(slots, slot_bytes)
+        """Slots for every item the system may hold, those granted ahead, and those lent; fewer if
+        /dev/shm is short (then nothing is lent); none at all if not even two fit (all pickled)."""
+        working = (self.capacity or self.p.consumers + UNBOUNDED_EXTRA_SLOTS) + GRANTED_AHEAD
+        slots = working + LENT_AT_MOST
+        pool = None
+        while pool is None and slots >= 2:
+            try:
+                pool = SlotPool(slots, slot_bytes)
+            except NotEnoughSharedMemory:
+                slots //= 2
         self.p._pool = pool
-        self.p._pool_box.append(pool)
-        self.tell_producer(("pool", pool))
+        if pool is not None:
+            self.p._pool_box.append(pool)
+            self.lend_limit = max(0, pool.slots - working)
+        self.control.post(("pool", pool))
 
     def grant_slots(self):
         pool = self.p._pool
@@ -750,4 +881,4 @@ class _Dispatcher:
         while len(self.granted_slots) < GRANTED_AHEAD and pool.free_slots:
             slot = pool.acquire()
             self.granted_slots.add(slot)
-            self.tell_producer(("slot", slot))
+            self.control.post(("slot", slot))

@@ -78,3 +78,8 @@ def pause(item, seconds=0.02):
     """Return the item unchanged after ``seconds``: a slow consumer that keeps arrays as they are."""
     time.sleep(seconds)
     return item
+
+
+def checksum(item):
+    """A number from an array (its sum): a consumer whose result is much smaller than its item."""
+    return float(item.sum())

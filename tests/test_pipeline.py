@@ -210,3 +210,39 @@ def test_kept_big_results_stay_valid_after_the_pipeline_ends(start_method):
     assert [float(array[0]) for array in kept] == list(range(8))
     assert all(array[-1] == nbytes // 8 - 1 for array in kept)
     assert pipe.stats["via shared memory"] == 8
+
+
+def test_a_small_result_from_a_big_item_frees_its_slot(start_method):
+    nbytes = 2**20
+    with OrderedPipeline(workloads.same_array, workloads.checksum, (30, nbytes), consumers=2, buffer=2,
+                         start_method=start_method) as pipe:
+        sums = list(pipe)  # a leaked slot per item would stall the producer after a few
+    values = nbytes // 8
+    assert sums == [float(values * (values - 1) // 2 + n) for n in range(30)]
+    assert pipe.stats["via shared memory"] == 30
+
+
+def test_too_little_shared_memory_means_fewer_slots_or_none():
+    from ipckit import shm
+
+    nbytes = 2**20
+    for free, expect_slots in ((3 * nbytes, True), (nbytes // 2, False)):
+        with shm.pretend_free_bytes(free):
+            with OrderedPipeline(workloads.same_array, workloads.identity, (12, nbytes), buffer=4,
+                                 start_method="fork") as pipe:
+                assert [float(a[0]) for a in pipe] == list(range(12))
+        assert (pipe.stats["via shared memory"] > 0) is expect_slots
+        assert pipe.stats["via shared memory"] + pipe.stats["pickled"] == 12
+
+
+def test_next_after_close_is_an_error():
+    with OrderedPipeline(workloads.numbers, workloads.identity, (100,), buffer=5, start_method="fork") as pipe:
+        next(pipe)
+    with pytest.raises(ValueError, match="closed"):
+        next(pipe)
+
+
+def test_timeline_can_be_switched_off_for_endless_streams():
+    with OrderedPipeline(workloads.numbers, workloads.identity, (50,), timeline=False, start_method="fork") as pipe:
+        assert list(pipe) == list(range(50))
+    assert pipe.timeline.events == [] and pipe.timeline.depth == [(0.0, 0)]
