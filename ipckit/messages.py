@@ -7,7 +7,7 @@ import os
 import queue
 import threading
 import time
-from multiprocessing import BufferTooShort
+from multiprocessing import BufferTooShort, parent_process
 from multiprocessing.connection import wait
 
 import numpy as np
@@ -149,10 +149,13 @@ OPERATIONS = {
 
 
 def _serve_requests(conn):
-    """Answer (operation, argument) requests until ("stop", None) or the parent closes its end."""
+    """Answer (operation, argument) requests until ("stop", None), the parent closes its end, or dies."""
     answered = 0
+    parent = parent_process()  # under fork this child also holds the parent's end: EOF alone may never come
     with conn:
         while True:
+            if conn not in wait([conn, parent.sentinel]):
+                return answered  # the parent died
             try:
                 operation, argument = conn.recv()
             except EOFError:
@@ -234,6 +237,8 @@ def poll_demo(delay=0.3, start_method=None, timeout=10.0):
         at_once = receiver.poll(0)
         after_wait = receiver.poll(timeout)
         waited = time.perf_counter() - start
+        if not after_wait:
+            raise TimeoutError(f"no message within {timeout} s")
         return {"poll(0)": at_once, f"poll({timeout})": after_wait, "message": receiver.recv(), "waited_s": waited}
     finally:
         receiver.close()

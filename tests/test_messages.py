@@ -57,3 +57,33 @@ def test_pipe_server_notices_a_dead_child():
         server.process.kill()
         with pytest.raises(RuntimeError, match="died"):
             server.ask("square", 2)
+
+
+def test_pipe_server_leaves_when_its_parent_dies(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import os\nfrom ipckit import messages\n"
+        "server = messages.PipeServer('fork')\nserver.ask('square', 2)\n"
+        "print(server.process.pid, flush=True)\nos.kill(os.getpid(), 9)\n"
+    )
+    # under fork the server also holds the parent's end of its pipe, so only the sentinel tells it
+    done = subprocess.run([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, timeout=30)
+    pid = int(done.stdout.split()[0])
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                break
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, 9)
+        pytest.fail("the pipe server outlived its parent")
