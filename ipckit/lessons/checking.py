@@ -1,0 +1,69 @@
+"""What every exercise check shares: run the learner's code for real, then say Right, Wrong or Not yet.
+
+A check is a function decorated with :func:`exercise_check`. It raises
+:class:`Wrong` with what is wrong, or returns the sentence to print after
+"Right:". A skeleton that still raises ``NotImplementedError`` is "Not yet";
+any other exception in the learner's code is reported as wrong, with its type
+and message. Only a right answer prints a line that starts with ``Right``.
+"""
+import functools
+import glob
+import importlib
+import os
+import sys
+import traceback
+
+
+class Wrong(Exception):
+    """Raised by a check: the learner's code ran but did the wrong thing."""
+
+
+def exercise_check(check):
+    """Turn ``check`` into a cell-friendly function that prints one verdict and returns True only if right."""
+
+    @functools.wraps(check)
+    def run(*args, **kwargs):
+        try:
+            praise = check(*args, **kwargs)
+        except NotImplementedError as exc:
+            print(f"Not yet: {exc or 'complete the exercise cell, run it, then run this cell again.'}")
+            return False
+        except Wrong as exc:
+            print(f"Wrong: {exc}")
+            return False
+        except Exception as exc:  # the learner's code raised: say what, and where
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            print(
+                f"Wrong: your code raised {type(exc).__name__}: {exc} "
+                f"(in {os.path.basename(where.filename)}, line {where.lineno})"
+            )
+            return False
+        print(f"Right: {praise}")
+        return True
+
+    return run
+
+
+def learner_module(name):
+    """Import the module an exercise cell wrote with ``%%writefile NAME.py``, fresh each time.
+
+    Re-running the exercise cell rewrites the file; the check must see the new
+    version, and so must the children it starts (they import it by name).
+    """
+    if not os.path.exists(f"{name}.py"):
+        raise NotImplementedError(f"run the exercise cell first: it writes {name}.py next to this notebook.")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    for stale in glob.glob(os.path.join("__pycache__", f"{name}.*.pyc")):
+        os.remove(stale)  # a rewrite within the same second, of the same size, would look unchanged
+    importlib.invalidate_caches()
+    sys.modules.pop(name, None)
+    return importlib.import_module(name)
+
+
+def learner_function(module, name):
+    """The function ``name`` from the learner's module, with a clear message if it is missing."""
+    func = getattr(module, name, None)
+    if not callable(func):
+        raise Wrong(f"{module.__name__}.py should define a function {name}(...); it does not.")
+    return func
