@@ -129,7 +129,7 @@ def steady_rate(results, skip=1):
     return got, (len(got) - skip) / (last - start)
 
 
-def share_of_ideal(client, seconds, duration=0.5):
+def share_of_ideal(client, seconds, duration=0.4):
     """How close dask and OrderedPipeline come to the ideal rate for items of ``seconds`` of work each.
 
     The ideal: every worker busy all the time, ``workers / seconds`` items per
@@ -139,7 +139,7 @@ def share_of_ideal(client, seconds, duration=0.5):
     """
     check_timeout(seconds, "seconds")
     workers = len(client.scheduler_info()["workers"])
-    count = max(12, min(300, round(duration * workers / seconds)))
+    count = max(12, min(200, round(duration * workers / seconds)))
     work = functools.partial(workloads.slow_square, seconds=seconds)
     expected = [n * n for n in range(count)]
     from_dask, dask_rate = steady_rate(ordered_stream(client, work, range(count), in_flight=2 * workers), count // 3)
