@@ -42,6 +42,13 @@ def _gone(pids, timeout=EXIT_TIMEOUT):
     return [pid for pid in pids if psutil.pid_exists(pid)]
 
 
+def _recorded(count, taken):
+    """Yield 0 .. count - 1, appending each to ``taken`` as the stream takes it (to see how lazily it takes)."""
+    for item in range(count):
+        taken.append(item)
+        yield item
+
+
 def test_the_cluster_listens_on_loopback_only_and_closes_under_every_start_method(start_method):
     with dask.config.set({"distributed.worker.multiprocessing-method": start_method}), local_client() as client:
         address = client.scheduler.address
@@ -90,16 +97,10 @@ def test_no_worker_outlives_a_killed_client_process(tmp_path):
 
 def test_the_stream_is_ordered_lazy_and_bounded():
     taken = []
-
-    def producer():
-        for item in range(30):
-            taken.append(item)
-            yield item
-
     work = functools.partial(workloads.jittery, max_seconds=0.02, share=1.0)
     with local_client() as client:
         counting = _CountingClient(client)
-        stream = ordered_stream(counting, work, producer(), in_flight=3)
+        stream = ordered_stream(counting, work, _recorded(30, taken), in_flight=3)
         first = next(stream)
         taken_at_first = len(taken)
         results = [first, *stream]
@@ -118,14 +119,9 @@ def test_a_tasks_exception_arrives_as_its_own_type_and_the_rest_is_cancelled():
 
 def test_leaving_the_loop_cancels_what_is_in_flight():
     taken = []
-
-    def producer():
-        for item in range(1000):
-            taken.append(item)
-            yield item
-
     with local_client() as client:
-        stream = ordered_stream(client, functools.partial(workloads.slow_square, seconds=0.05), producer(), in_flight=4)
+        stream = ordered_stream(client, functools.partial(workloads.slow_square, seconds=0.05), _recorded(1000, taken),
+                                in_flight=4)
         for result in stream:
             if result >= 9:
                 break
