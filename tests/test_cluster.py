@@ -84,7 +84,8 @@ def test_no_worker_outlives_a_killed_client_process(tmp_path):
                 print(*client.run(os.getpid).values(), flush=True)
                 os.kill(os.getpid(), signal.SIGKILL)
     """))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+               TMPDIR=str(tmp_path))  # a killed process cannot remove its scratch folder: keep it in tmp_path
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=90, env=env)
     assert done.returncode == -signal.SIGKILL, done.stderr
     worker_pids = [int(pid) for pid in done.stdout.split()]
