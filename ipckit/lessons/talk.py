@@ -130,6 +130,6 @@ def check_talk(talk):
             "in a finally block, close stdin, wait(timeout=...), and kill() the child if it has not exited."
         )
     return (
-        f"talk got every reply line by line, gave up on the slow one after {wall_s:.1f} s with TimeoutError, "
-        "and left no child running."
+        f"talk got every reply line by line, raised TimeoutError on the slow one ({wall_s:.1f} s in all, "
+        "stopping the child included), and left no child running."
     )
