@@ -1,4 +1,7 @@
 """LineChild: a child program talked to line by line, whose close never waits longer than its timeout."""
+import os
+import subprocess
+import sys
 import time
 
 import psutil
@@ -91,3 +94,20 @@ def test_leaving_the_with_block_on_an_error_keeps_that_error():
     finally:
         if holder:
             _kill_if_alive(holder)
+
+
+@pytest.mark.timeout(60)
+def test_a_line_child_left_open_does_not_delay_exit(tmp_path):
+    """A script that never closes its LineChild exits at once, and the child ends with it (its stdin closes)."""
+    script = tmp_path / "leave_open.py"
+    script.write_text(
+        "from ipckit.child import LineChild\n"
+        "talker = LineChild(timeout=5)\n"
+        "print(talker.ask('square 3'), talker.process.pid, flush=True)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=30, env=env)
+    assert done.returncode == 0, done.stderr
+    answer, pid = done.stdout.split()
+    assert answer == "9"
+    assert _gone_within(int(pid), 5), "the child outlived the script that started it"
