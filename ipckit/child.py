@@ -1,14 +1,16 @@
-"""A long-running child program spoken to over stdin/stdout, and what ``poll()`` really returns.
+"""A long-running child program spoken to over stdin/stdout, and the parent's side of that talk.
 
 Run as ``python -m ipckit.child``: it reads one request per line on stdin and
 writes one reply per line on stdout, flushing each, so a parent can talk to it
 in real time. Requests: ``square N``, ``upper TEXT``, ``echo TEXT``,
-``sleep SECONDS``, ``exit CODE``, ``crash``. End of input ends it with code 0.
+``sleep SECONDS``, ``exit CODE``, ``crash``, and ``hold-stdout SECONDS``
+(start a program of its own that keeps this child's stdout open for SECONDS,
+as a shell's background job does). End of input ends it with code 0.
 
-In the parent: :class:`LineChild` (talk to it, with timeouts), :func:`ask_once`
-(one-shot ``communicate()``), :func:`pipe_buffer_deadlock_demo` and
-:func:`exit_code_table`.
+In the parent, :class:`LineChild` talks to it with timeouts (lesson 05 writes
+the same talk with ``subprocess.Popen`` in its cells; lesson 09 times it).
 """
+import os
 import queue
 import shutil
 import signal
@@ -42,6 +44,11 @@ def answer(line):
         sys.exit(int(argument))
     if command == "crash":
         raise RuntimeError("crash requested")
+    if command == "hold-stdout":
+        holder = subprocess.Popen(  # inherits this child's stdout, and keeps it open after this child exits
+            [sys.executable, "-c", f"import time; time.sleep({float(argument)})"], stdin=subprocess.DEVNULL
+        )
+        return f"holder {holder.pid}"
     return f"error: unknown request {command!r}"
 
 
@@ -64,6 +71,14 @@ def _start(command, **popen_options):
         ) from None
 
 
+_HAS_GROUPS = hasattr(os, "killpg")  # POSIX: a child in a session of its own can be stopped with all it started
+_KILLED = (
+    "killed its whole process group"
+    if _HAS_GROUPS
+    else "killed the child (this platform has no process groups, so what it started may still run)"
+)
+
+
 def _pump(stream, lines):
     """Reader thread: move each line to a queue, then None at end of file."""
     try:
@@ -80,7 +95,11 @@ class LineChild:
 
     A reader thread moves the child's stdout lines into a queue, so ``ask`` can
     wait for a reply with a timeout. Use it in a ``with`` block: leaving it closes
-    stdin (the child then exits by itself) and stops the child if it does not.
+    stdin, and the child exits by itself. The child starts in a session (and
+    process group) of its own, so that ``close`` can stop it together with
+    anything it started that still holds its stdout. (A terminal's Ctrl-C
+    therefore does not reach it; it exits when its stdin closes, as the parent
+    exits.)
     """
 
     def __init__(self, command=CHILD_COMMAND, timeout=10.0):
@@ -88,7 +107,9 @@ class LineChild:
         if isinstance(command, str) or not command:
             raise TypeError("command must be a non-empty list such as [sys.executable, '-m', 'ipckit.child']")
         self.timeout = timeout
-        self.process = _start(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=1)
+        self.process = _start(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=1, start_new_session=_HAS_GROUPS
+        )
         self._lines = queue.Queue()
         self._late_reply_pending = False
         self._reader = threading.Thread(target=_pump, args=(self.process.stdout, self._lines), daemon=True)
@@ -121,128 +142,61 @@ class LineChild:
         return reply.rstrip("\n")
 
     def close(self, timeout=None):
-        """Close stdin so the child ends; stop it if it does not. Return its exit code."""
-        timeout = self.timeout if timeout is None else timeout
+        """Close stdin so the child ends, and return its exit code; never wait longer than about ``timeout``.
+
+        If, ``timeout`` seconds after its stdin closed, the child still runs, or
+        a program it started still holds its stdout open, the child's whole
+        process group is killed and ``TimeoutError`` says which it was (once
+        everything is stopped and closed).
+        """
+        timeout = self.timeout if timeout is None else check_timeout(timeout)
+        deadline = time.monotonic() + timeout
         if not self.process.stdin.closed:
             try:
                 self.process.stdin.close()
             except BrokenPipeError:
                 pass
+        stuck = None
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.process.kill()
+            stuck = f"the child (pid {self.process.pid}) did not exit within {timeout} s of its stdin closing"
+        else:
+            self._reader.join(max(0.0, deadline - time.monotonic()))  # end of file: nobody holds stdout any more
+            if self._reader.is_alive():
+                stuck = (
+                    f"the child exited with code {self.process.returncode}, but a program it started still held "
+                    f"its stdout open {timeout} s after its stdin closed"
+                )
+        if stuck:
+            self._kill_group()
             self.process.wait(timeout)
-        self._reader.join(timeout)
-        self.process.stdout.close()
+            self._reader.join(timeout)
+        if not self._reader.is_alive():  # closing a stream another thread still reads would block until it ends
+            self.process.stdout.close()
+        if stuck:
+            raise TimeoutError(f"{stuck}; {_KILLED}")
         return self.process.returncode
+
+    def _kill_group(self):
+        """SIGKILL the child and everything in its process group (the child alone where there are no groups)."""
+        if _HAS_GROUPS:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)  # the group's id is the child's pid (start_new_session)
+                return
+            except ProcessLookupError:  # the group is already empty
+                return
+        self.process.kill()
 
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.close()
-
-
-def ask_once(requests, timeout=10.0):
-    """Start the child, give it all ``requests`` at once with ``communicate()``, return the replies."""
-    check_timeout(timeout)
-    if isinstance(requests, str):
-        raise TypeError("requests must be a list of lines, e.g. ['square 3', 'upper hi']")
-    result = subprocess.run(
-        list(CHILD_COMMAND), input="".join(r + "\n" for r in requests), capture_output=True, text=True, timeout=timeout
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"the child failed with exit code {result.returncode}: {result.stderr.strip()[-300:]}")
-    return result.stdout.splitlines()
-
-
-def _write_all(stream, text):
-    try:
-        stream.write(text)
-        stream.flush()
-    except (BrokenPipeError, ValueError, OSError):
-        pass  # the child was killed to end the demo
-
-
-def pipe_buffer_deadlock_demo(lines=5_000, width=100, wait_seconds=1.0, timeout=30.0):
-    """Writing a lot to a child without reading its replies deadlocks; ``communicate()`` does not.
-
-    The child answers each line; its replies fill the stdout pipe (about 64 KiB)
-    while the parent is still writing, so the child blocks, stops reading, the
-    stdin pipe fills too, and the parent blocks. Here the writing happens in a
-    thread given ``wait_seconds``; then the child is killed to end the demo.
-    """
-    check_timeout(wait_seconds, "wait_seconds")
-    text = "".join(f"echo {'x' * width}\n" for _ in range(lines))
-    child = _start(CHILD_COMMAND, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    writer = threading.Thread(target=_write_all, args=(child.stdin, text), daemon=True)
-    try:
-        writer.start()
-        writer.join(wait_seconds)
-        stuck = writer.is_alive()
-    finally:
-        child.kill()
-        writer.join(timeout)
-        child.wait(timeout)
-        for stream in (child.stdin, child.stdout):
-            try:
-                stream.close()
-            except BrokenPipeError:
-                pass
-    replies = ask_once(["echo " + "x" * width] * lines, timeout=timeout)
-    return {
-        "bytes to write": len(text),
-        f"plain write still blocked after {wait_seconds} s": stuck,
-        "communicate() replies": len(replies),
-    }
-
-
-def _wait_for_exit(process, timeout):
-    try:
-        return process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout)
-        raise
-
-
-def exit_code_table(timeout=10.0):
-    """Start real children and record what ``poll()`` returns in each case."""
-    check_timeout(timeout)
-    rows = []
-
-    def record(case, request, finish):
-        child = _start(CHILD_COMMAND, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    def __exit__(self, exc_type, *exc):
         try:
-            if request:
-                child.stdin.write(request + "\n")
-                child.stdin.flush()
-            finish(child)
-            _wait_for_exit(child, timeout)
-            rows.append({"case": case, "poll()": child.poll(), "returncode": child.returncode})
-        finally:
-            if child.poll() is None:
-                child.kill()
-                child.wait(timeout)
-            try:
-                child.stdin.close()
-            except BrokenPipeError:
-                pass
-
-    running = _start(CHILD_COMMAND, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
-    try:
-        rows.append({"case": "still running", "poll()": running.poll(), "returncode": running.returncode})
-    finally:
-        running.kill()
-        running.wait(timeout)
-        running.stdin.close()
-    record("end of input, normal exit", None, lambda c: c.stdin.close())
-    record("sys.exit(3)", "exit 3", lambda c: None)
-    record("uncaught exception", "crash", lambda c: None)
-    record(f"terminate() (SIGTERM = {int(signal.SIGTERM)})", "sleep 60", lambda c: c.terminate())
-    record(f"kill() (SIGKILL = {int(signal.SIGKILL)})", "sleep 60", lambda c: c.kill())
-    return rows
+            self.close()
+        except TimeoutError:
+            if exc_type is None:  # never hide the error that is already on its way out of the with block
+                raise
 
 
 if __name__ == "__main__":

@@ -1,3 +1,10 @@
+"""LineChild: a child program talked to line by line, whose close never waits longer than its timeout."""
+import os
+import subprocess
+import sys
+import time
+
+import psutil
 import pytest
 
 from ipckit import child
@@ -26,16 +33,81 @@ def test_child_that_exited_gives_a_clear_error():
     assert talker.process.returncode == 4
 
 
-def test_communicate_one_shot():
-    assert child.ask_once(["square 3", "echo hi"]) == ["9", "hi"]
+def _gone_within(pid, seconds):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.05)
+    return False
 
 
-def test_pipe_buffer_deadlock_and_communicate():
-    report = child.pipe_buffer_deadlock_demo(lines=3_000, wait_seconds=0.5)
-    assert report["plain write still blocked after 0.5 s"] is True
-    assert report["communicate() replies"] == 3_000
+def _kill_if_alive(pid):
+    try:
+        psutil.Process(pid).kill()
+    except psutil.Error:
+        pass
 
 
-def test_exit_codes_are_what_poll_really_returns():
-    codes = [row["poll()"] for row in child.exit_code_table()]
-    assert codes == [None, 0, 3, 1, -15, -9]
+@pytest.mark.timeout(60)
+def test_close_is_bounded_when_a_grandchild_holds_stdout():
+    talker = child.LineChild(timeout=5)
+    holder = int(talker.ask("hold-stdout 30").split()[1])  # a program the child started, with the child's stdout
+    start = time.monotonic()
+    try:
+        with pytest.raises(TimeoutError, match="a program it started still held its stdout open.*process group"):
+            talker.close(timeout=1)  # it used to wait the grandchild's 30 s, for EOF on stdout
+        took = time.monotonic() - start
+    finally:
+        _kill_if_alive(holder)
+    assert took < 10
+    assert talker.process.returncode == 0  # the child itself had exited normally
+    assert _gone_within(holder, 5), "the grandchild survived close()"
+    assert talker.process.stdout.closed
+
+
+@pytest.mark.timeout(60)
+def test_close_kills_a_child_that_does_not_exit():
+    talker = child.LineChild(timeout=5)
+    talker.process.stdin.write("sleep 30\n")
+    talker.process.stdin.flush()
+    start = time.monotonic()
+    with pytest.raises(TimeoutError, match="did not exit within 0.5 s"):
+        talker.close(timeout=0.5)
+    assert time.monotonic() - start < 10
+    assert talker.process.returncode == -9
+
+
+def test_leaving_the_with_block_on_an_error_keeps_that_error():
+    holder = None
+    try:
+        with pytest.raises(KeyError):
+            with child.LineChild(timeout=5) as talker:
+                holder = int(talker.ask("hold-stdout 30").split()[1])
+                talker.timeout = 0.5  # close() will have to kill the group; its TimeoutError must not replace ours
+                raise KeyError("the caller's own error")
+        assert talker.process.returncode == 0
+        assert _gone_within(holder, 5)
+    finally:
+        if holder:
+            _kill_if_alive(holder)
+
+
+@pytest.mark.timeout(60)
+def test_a_line_child_left_open_does_not_delay_exit(tmp_path):
+    """A script that never closes its LineChild exits at once, and the child ends with it (its stdin closes)."""
+    script = tmp_path / "leave_open.py"
+    script.write_text(
+        "from ipckit.child import LineChild\n"
+        "talker = LineChild(timeout=5)\n"
+        "print(talker.ask('square 3'), talker.process.pid, flush=True)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=30, env=env)
+    assert done.returncode == 0, done.stderr
+    answer, pid = done.stdout.split()
+    assert answer == "9"
+    assert _gone_within(int(pid), 5), "the child outlived the script that started it"

@@ -1,27 +1,13 @@
+"""PipeServer: request and reply over a duplex Pipe, and a server that never outlives or holds up its parent."""
+import os
+import subprocess
+import sys
+import time
+
+import psutil
 import pytest
 
 from ipckit import messages
-
-
-def test_queue_with_sentinel_delivers_everything(start_method):
-    report = messages.queue_demo(500, start_method)
-    assert report["received"] == report["sent"] == 500
-    assert report["total"] == report["expected_total"]
-
-
-def test_polling_burns_cpu_and_blocking_does_not(start_method):
-    blocking = messages.waiting_cost("blocking", 0.4, start_method)
-    polling = messages.waiting_cost("polling", 0.4, start_method)
-    assert blocking["item"] == polling["item"] == "the item"
-    assert blocking["cpu_share"] < 0.2
-    assert polling["cpu_share"] > 0.5
-
-
-def test_join_before_drain_is_detected_then_fixed(start_method):
-    report = messages.join_before_drain_demo(1_000_000, 0.5, start_method)
-    assert report["join(0.5) before draining timed out"] is True
-    assert report["bytes received after draining"] == 1_000_000
-    assert report["exit code after draining"] == 0
 
 
 def test_pipe_request_reply(start_method):
@@ -33,25 +19,6 @@ def test_pipe_request_reply(start_method):
     assert server.process.exitcode == 0
 
 
-def test_poll_waits_for_data(start_method):
-    report = messages.poll_demo(0.2, start_method)
-    assert report["poll(0)"] is False and report["poll(10.0)"] is True
-    assert report["message"] == "hello"
-
-
-def test_recv_bytes_into_preallocated_array(start_method):
-    assert messages.recv_into_demo(10_000, None, start_method) == {"bytes": 80_000, "equal": True}
-
-
-def test_too_short_buffer_is_reported():
-    assert messages.recv_into_demo(100, 10, "fork") == {"error": "BufferTooShort: needed 800 bytes, had 80"}
-
-
-def test_wait_sees_replies_and_deaths(start_method):
-    events = {e["worker"]: e["event"] for e in messages.wait_demo(start_method)}
-    assert events == {"a": "replied 'result of a'", "b": "died with exit code 3", "c": "replied 'result of c'"}
-
-
 def test_pipe_server_notices_a_dead_child():
     with messages.PipeServer("fork", timeout=5) as server:
         server.process.kill()
@@ -60,13 +27,6 @@ def test_pipe_server_notices_a_dead_child():
 
 
 def test_pipe_server_leaves_when_its_parent_dies(tmp_path):
-    import os
-    import subprocess
-    import sys
-    import time
-
-    import psutil
-
     script = tmp_path / "parent.py"
     script.write_text(
         "import os\nfrom ipckit import messages\n"
@@ -87,3 +47,23 @@ def test_pipe_server_leaves_when_its_parent_dies(tmp_path):
     else:
         os.kill(pid, 9)
         pytest.fail("the pipe server outlived its parent")
+
+
+@pytest.mark.timeout(60)
+def test_a_pipe_server_left_open_does_not_delay_exit(start_method, tmp_path):
+    """A script that never closes its server still exits at once: the server is a daemon child."""
+    script = tmp_path / "leave_open.py"
+    script.write_text(
+        "import sys\nfrom ipckit import messages\n"
+        "if __name__ == '__main__':\n"
+        "    server = messages.PipeServer(sys.argv[1])\n"
+        "    print(server.ask('square', 3), server.process.pid, flush=True)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    done = subprocess.run(
+        [sys.executable, str(script), start_method], capture_output=True, text=True, timeout=30, env=env
+    )  # a non-daemon server hung here under every start method: exit joins it, and it waits for the parent
+    assert done.returncode == 0, done.stderr
+    answer, pid = done.stdout.split()
+    assert answer == "9"
+    assert not psutil.pid_exists(int(pid)) or psutil.Process(int(pid)).status() == psutil.STATUS_ZOMBIE

@@ -11,6 +11,8 @@ import glob
 import importlib
 import os
 import sys
+import threading
+import time
 import traceback
 
 
@@ -67,3 +69,28 @@ def learner_function(module, name):
     if not callable(func):
         raise Wrong(f"{module.__name__}.py should define a function {name}(...); it does not.")
     return func
+
+
+def call_in_thread(func, args, timeout):
+    """Call the learner's ``func(*args)`` in a daemon thread and wait at most ``timeout`` seconds.
+
+    Returns ``(outcome, wall_s, cpu_s)``: outcome is ``("returned", value)`` or
+    ``("raised", exception)``, cpu_s the thread's own CPU time (a waiting loop that
+    spins shows here). Returns None if the call is still running: the thread is
+    left behind (a daemon cannot delay exit), and the caller unblocks it, for
+    example by stopping the child process it waits for.
+    """
+    done = []
+
+    def call():
+        cpu_start, wall_start = time.thread_time(), time.perf_counter()
+        try:
+            outcome = ("returned", func(*args))
+        except Exception as exc:
+            outcome = ("raised", exc)
+        done.append((outcome, time.perf_counter() - wall_start, time.thread_time() - cpu_start))
+
+    worker = threading.Thread(target=call, daemon=True, name="learner-code")
+    worker.start()
+    worker.join(timeout)
+    return done[0] if done else None

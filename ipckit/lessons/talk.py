@@ -1,0 +1,135 @@
+"""Lesson 05, subprocess: the threads its cells start, and the check of its exercise.
+
+The child program itself is ``python -m ipckit.child`` (see :mod:`ipckit.child`).
+A pipe has no read timeout, so a thread reads the child's output and hands
+each line over through a ``queue.Queue``, whose ``get(timeout=...)`` has one.
+"""
+import time
+
+import psutil
+
+from .checking import Wrong, call_in_thread, exercise_check
+
+
+def read_lines(stream, lines):
+    """Thread: put each line of ``stream`` on ``lines`` (without its newline), then None at end of file."""
+    with stream:
+        for line in stream:
+            lines.put(line.rstrip("\n"))
+    lines.put(None)
+
+
+def write_all(stream, text):
+    """Thread: write ``text`` to ``stream``; a child killed meanwhile only ends the writing."""
+    try:
+        stream.write(text)
+        stream.flush()
+    except (BrokenPipeError, ValueError):
+        pass
+
+
+# --- the exercise: talk to a child line by line ---------------------------------------
+
+GIVE_UP_AFTER = 0.5
+SLOW = 3  # seconds the child sleeps on the request the learner's talk must give up on
+
+
+def _talkers():
+    """The ``ipckit.child`` programs this process started that still run (zombies are over)."""
+    found = []
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if "ipckit.child" in proc.cmdline() and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except psutil.Error:
+            pass
+    return found
+
+
+def _left_running(before, settle=1.0):
+    """The new child programs still running after ``settle`` seconds."""
+    deadline = time.monotonic() + settle
+    while True:
+        left = [p for p in _talkers() if p.pid not in before]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.05)
+
+
+def _stop(processes):
+    for proc in processes:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+
+
+def _run(talk, requests, timeout, bound):
+    """Run the learner's talk; stop the children it leaves, so a hung call ends; say what happened."""
+    before = {p.pid for p in _talkers()}
+    result = call_in_thread(talk, (requests, timeout), bound)
+    left = _left_running(before, settle=0 if result is None else 1.0)
+    _stop(left)
+    if result is None:
+        raise Wrong(
+            f"talk({requests!r}, timeout={timeout}) was still running {bound:.0f} s later: read each reply "
+            "with a timeout (replies.get(timeout=timeout)), never with a bare readline()."
+        )
+    return result, left
+
+
+@exercise_check
+def check_talk(talk):
+    """Run the learner's ``talk`` for real: quick replies, then a request the child takes too long to answer."""
+    if not callable(talk):
+        raise Wrong("talk should be a function talk(requests, timeout); run the exercise cell first.")
+    requests = ["square 12", "upper line by line", "echo done"]
+    expected = ["144", "LINE BY LINE", "done"]
+    (outcome, wall_s, _), left = _run(talk, requests, 5, 15)
+    if outcome[0] == "raised":
+        exc = outcome[1]
+        if isinstance(exc, NotImplementedError):
+            raise exc
+        if isinstance(exc, TimeoutError):
+            raise Wrong(
+                f"talk({requests!r}, timeout=5) raised TimeoutError: {exc}. The child answers at once, so its "
+                "request never reached it: flush stdin after each line (or open it with bufsize=1)."
+            )
+        raise Wrong(f"talk({requests!r}, timeout=5) raised {type(exc).__name__}: {exc}")
+    if outcome[1] != expected:
+        raise Wrong(f"talk({requests!r}, timeout=5) returned {outcome[1]!r}; the child replied {expected!r}.")
+    if left:
+        raise Wrong(
+            "talk returned the right replies but left the child running: close its stdin and wait(timeout=...) "
+            "for it to exit."
+        )
+
+    requests = ["echo first", f"sleep {SLOW}", "echo never sent"]
+    (outcome, wall_s, _), left = _run(talk, requests, GIVE_UP_AFTER, SLOW + 5)
+    if outcome[0] == "returned":
+        raise Wrong(
+            f"the child takes {SLOW} s to answer 'sleep {SLOW}', and talk({requests!r}, timeout={GIVE_UP_AFTER}) "
+            f"waited {wall_s:.1f} s and returned {outcome[1]!r}: raise TimeoutError when a reply does not come "
+            "within the timeout."
+        )
+    exc = outcome[1]
+    if not isinstance(exc, TimeoutError):
+        raise Wrong(
+            f"talk({requests!r}, timeout={GIVE_UP_AFTER}) raised {type(exc).__name__}: {exc}; when a reply does "
+            "not come within the timeout, raise TimeoutError."
+        )
+    if wall_s > SLOW - 0.5:
+        raise Wrong(
+            f"talk raised TimeoutError only after {wall_s:.1f} s, though its timeout was {GIVE_UP_AFTER} s: read each "
+            "reply with replies.get(timeout=timeout), and when cleaning up, wait(timeout=...) then kill() a child "
+            "that is still busy instead of waiting for it."
+        )
+    if left:
+        raise Wrong(
+            f"talk raised TimeoutError as it should, but left the child running (still busy with 'sleep {SLOW}'): "
+            "in a finally block, close stdin, wait(timeout=...), and kill() the child if it has not exited."
+        )
+    return (
+        f"talk got every reply line by line, raised TimeoutError on the slow one ({wall_s:.1f} s in all, "
+        "stopping the child included), and left no child running."
+    )
