@@ -23,6 +23,13 @@ def nap(seconds=0.0, value=None):
     return value
 
 
+def stall_on(item, bad=3, seconds=30.0):
+    """Return the item, but on ``bad`` sleep ``seconds`` first: a consumer stuck on one item."""
+    if item == bad:
+        time.sleep(seconds)
+    return item
+
+
 def unpicklable_result():
     """Return something that cannot be pickled, so it cannot travel back to the parent."""
     return lambda: None
@@ -100,18 +107,26 @@ class FailsToUnpickle:
         misbehave(state["kind"])
 
 
+FAULT_MOMENTS = ("call", "pickle", "unpickle")
+
+
 def _misbehaving(when, kind):
-    if when not in ("pickle", "unpickle"):
-        raise ValueError(f"when must be 'pickle' or 'unpickle', not {when!r}")
+    """For ``when="call"`` misbehave now; else an object that misbehaves when it is pickled or unpickled."""
+    if when not in FAULT_MOMENTS:
+        raise ValueError(f"when must be one of {FAULT_MOMENTS}, not {when!r}")
+    if when == "call":
+        misbehave(kind)
     return FailsToPickle(kind) if when == "pickle" else FailsToUnpickle(kind)
 
 
 def numbers_then_misbehaving(count, when, kind):
-    """A producer: yield 0 .. count - 1, then an item that fails to ``when`` ('pickle'/'unpickle') as ``kind``."""
+    """A producer: yield 0 .. count - 1, then fail as ``kind`` ``when`` ('call': in produce itself;
+    'pickle' / 'unpickle': an item that fails so)."""
     yield from range(count)
     yield _misbehaving(when, kind)
 
 
 def misbehaving_result(item, bad, when, kind):
-    """A consumer: return the item, but for ``bad`` a result that fails to ``when`` as ``kind``."""
+    """A consumer: return the item, but for item ``bad`` fail as ``kind`` ``when`` ('call': in consume
+    itself; 'pickle' / 'unpickle': a result that fails so)."""
     return _misbehaving(when, kind) if item == bad else item

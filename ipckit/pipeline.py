@@ -120,7 +120,8 @@ class Timeline:
     and depths, so an endless stream costs bounded memory.
     """
 
-    def __init__(self, start, enabled=True, keep=TIMELINE_EVENTS):
+    def __init__(self, start, enabled=True, keep=None):
+        keep = TIMELINE_EVENTS if keep is None else keep
         self.start = start
         self.enabled = enabled
         self._events = deque(maxlen=keep)  # plain tuples while running: cheaper than an Event each
@@ -660,6 +661,10 @@ class _Dispatcher:
 
 
 _AUTO = "auto"
+_CLOSED_MESSAGE = (
+    "this pipeline was closed (close(), the end of its `with` block, or close() from another thread) "
+    "before its last result; make a new one to run again"
+)
 
 
 class OrderedPipeline:
@@ -689,8 +694,12 @@ class OrderedPipeline:
         self.consumers = check_count(consumers, "consumers")
         if isinstance(buffer, str) and buffer == _AUTO:
             self.buffer = 2 * self.consumers
+        elif buffer is None:
+            self.buffer = None
+        elif isinstance(buffer, str):
+            raise TypeError(f"buffer must be a whole number, 'auto' (2 x consumers) or None (unbounded), not {buffer!r}")
         else:
-            self.buffer = None if buffer is None else check_count(buffer, "buffer")
+            self.buffer = check_count(buffer, "buffer")
         self.timeout = None if timeout is None else check_timeout(timeout)
         self.start_method = method
         core = self._core = _Core(self.consumers, self.buffer, self.timeout, Timeline(time.perf_counter(), bool(timeline)))
@@ -732,7 +741,7 @@ class OrderedPipeline:
             if core.finished:
                 raise StopIteration
             if core.closing:
-                raise ValueError("this pipeline is closed; make a new one to run again")
+                raise ValueError(_CLOSED_MESSAGE)
             try:
                 kind, seq, value = core.out.get(timeout=POLL)
             except queue.Empty:
@@ -748,7 +757,7 @@ class OrderedPipeline:
                     core.ring()
                 return value
             if kind is _CLOSED:
-                raise ValueError("this pipeline was closed (by close(), perhaps from another thread) before its last result")
+                raise ValueError(_CLOSED_MESSAGE)
             core.finished = True
             if kind is _FAILED:
                 raise value

@@ -214,6 +214,9 @@ BAD = [
     ("zero consumers", dict(consumers=0), ValueError, "consumers must be at least 1"),
     ("zero buffer", dict(buffer=0), ValueError, "buffer must be at least 1"),
     ("fractional buffer", dict(buffer=1.5), TypeError, "buffer must be a whole number"),
+    ("buffer as a word", dict(buffer="big"), TypeError, r"'auto' \(2 x consumers\) or None \(unbounded\)"),
+    ("infinite timeout", dict(timeout=float("inf")), ValueError, "timeout must be a finite number"),
+    ("zero timeout", dict(timeout=0), ValueError, "timeout must be a positive number"),
     ("args not a tuple", dict(produce_args=5), TypeError, "produce_args must be a tuple"),
     ("unknown start method", dict(start_method="thread"), ValueError, "valid start methods"),
 ]
