@@ -61,7 +61,8 @@ once when it reads end-of-file.
 
 Main never blocks on a child that is busy in its own code: its messages to the
 producer wait in an outbox until the pipe has room, and the caller's thread
-only rings a doorbell, and only when the dispatcher asked for it.
+only rings a doorbell (when it closes, drops a lent array, or takes the result
+that makes room for a waiting producer; not once per result).
 """
 import atexit
 import functools
