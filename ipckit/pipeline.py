@@ -616,19 +616,21 @@ class _Dispatcher:
 
         Results the caller's loop has not taken yet count too. Allowances go out
         in steps of half the capacity, so that messages and wake-ups come in
-        batches. Each held item moves on with an event the dispatcher sees,
-        except a result the caller takes: so when the producer has used all it
-        was given and only untaken results are left, the caller's thread is
-        asked to ring once it has taken enough for a step (``wake_at`` is set
-        before ``taken`` is read, so no take is missed).
+        batches. Items at a consumer or in main move on with an event the
+        dispatcher sees; a result the caller takes does not. So while the
+        producer has used every credit, ``wake_at`` names the take that makes a
+        step of room, and the caller's thread rings then, and only then
+        (``wake_at`` is set before ``taken`` is read, so no take is missed).
         """
         if self.capacity is None or not self.producer_alive:
             return
         core = self.core
-        busy = sum(w.seq is not None for w in core.workers)
-        if self.received >= self.allowed and not busy and not self.fifo:
-            core.wake_at = self.emitted - self.capacity + self.step
-        held = len(self.fifo) + busy + len(self.done) + (self.emitted - core.taken)
+        in_main = len(self.fifo) + sum(w.seq is not None for w in core.workers) + len(self.done)
+        if self.received >= self.allowed:  # the producer has used every credit: it waits, or soon will
+            core.wake_at = self.emitted + in_main - self.capacity + self.step
+        else:
+            core.wake_at = _NEVER
+        held = in_main + self.emitted - core.taken
         allowed = self.received + self.capacity - held
         if allowed >= self.allowed + self.step:
             self.allowed = allowed

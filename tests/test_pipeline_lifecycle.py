@@ -244,6 +244,20 @@ def test_the_buffer_is_bounded_by_default():
         assert unbounded.buffer is None and list(unbounded) == [0, 1, 4]
 
 
+@pytest.mark.parametrize("consumers", [1, 2])
+def test_a_slow_loop_holds_the_producer_back_and_never_stalls_it(consumers):
+    with OrderedPipeline(workloads.numbers, workloads.identity, (40,), consumers=consumers, timeline=True,
+                         start_method="fork") as pipe:
+        for number in pipe:
+            time.sleep(0.01)  # the caller's loop is the slowest part
+    assert number == 39
+    capacity = pipe.buffer + consumers
+    taken = {e.seq: e.time for e in pipe.timeline.of("emitted")}
+    sent = {e.seq: e.time for e in pipe.timeline.of("sent")}
+    # Item n may leave the producer only once the loop has taken item n - capacity.
+    assert all(taken[n - capacity] <= sent[n] for n in range(capacity, 40))
+
+
 def test_the_timeline_keeps_only_its_last_events(monkeypatch):
     monkeypatch.setattr(pipeline, "TIMELINE_EVENTS", 50)
     with OrderedPipeline(workloads.numbers, workloads.identity, (200,), timeline=True, start_method="fork") as pipe:
