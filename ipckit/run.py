@@ -97,10 +97,10 @@ class WorkerTimeout(TimeoutError):
 
 
 _SIGNAL_HINTS = {
-    "SIGKILL": "kill -9, or the out-of-memory killer",
-    "SIGBUS": "a write to shared memory with no page behind it, e.g. a full /dev/shm",
-    "SIGSEGV": "a crash in C code",
-    "SIGTERM": "asked to terminate",
+    "SIGKILL": "often kill -9 or the out-of-memory killer",
+    "SIGBUS": "often a write to shared memory when /dev/shm is full",
+    "SIGSEGV": "often a crash in C code",
+    "SIGTERM": "asked to stop, e.g. by terminate()",
 }
 
 
@@ -115,14 +115,14 @@ def signal_name(exitcode):
 
 
 def describe_exitcode(exitcode):
-    """Words for an exit code: "exit code 3", "killed by SIGKILL (kill -9, ...), exit code -9"."""
+    """Words for an exit code: "exit code 3", "killed by SIGKILL, exit code -9; often kill -9 or ..."."""
     if exitcode is None:
         return "still running"
     if exitcode >= 0:
         return f"exit code {exitcode}"
     name = signal_name(exitcode) or f"signal {-exitcode}"
     hint = _SIGNAL_HINTS.get(name)
-    return f"killed by {name}{f' ({hint})' if hint else ''}, exit code {exitcode}"
+    return f"killed by {name}, exit code {exitcode}" + (f"; {hint}" if hint else "")
 
 
 def add_note(exc, note):
