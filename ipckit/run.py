@@ -3,8 +3,24 @@
 The parent waits on each result pipe *and* each child's sentinel together
 (``multiprocessing.connection.wait``), so a child that dies without a word is
 noticed at once, and children that take too long are stopped after ``timeout``.
-An exception in a child comes back as :class:`WorkerError` with its traceback.
+
+What reaches the caller when a child fails (the same for ``run_many``,
+``run_in_child`` and ``ipckit.pipeline.OrderedPipeline``):
+
+- the child raised an exception: **that exception, of its own type**, so
+  ``except KeyError`` works. Its ``__cause__`` is a :class:`RemoteTraceback`
+  whose text is the child's traceback, and (Python 3.11+) a note names the
+  process, as ``concurrent.futures`` does;
+- the exception cannot travel (it will not pickle or unpickle), or it is not an
+  ``Exception`` (``SystemExit``, ``KeyboardInterrupt``: the child's must not end
+  the caller): :class:`WorkerError`, which carries its type name, message and
+  traceback as strings;
+- the child died without a word (a signal, ``os._exit``): :class:`WorkerDied`,
+  naming the signal or exit code;
+- it took too long: :class:`WorkerTimeout`, a ``TimeoutError``.
 """
+import pickle
+import signal
 import time
 import traceback
 from multiprocessing.connection import wait
@@ -15,10 +31,32 @@ from .context import get_context, require_importable
 DEFAULT_TIMEOUT = 60.0
 
 
-class WorkerError(RuntimeError):
-    """A function running in a child process raised; carries the child's traceback text."""
+class RemoteTraceback(Exception):
+    """The traceback text of an exception raised in a child, attached as that exception's ``__cause__``.
 
-    def __init__(self, process, type_name, message, remote_traceback):
+    Python prints a cause above the exception, so the child's frames show in
+    the parent's traceback, above the caller's own.
+    """
+
+    def __init__(self, text):
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self):
+        return self.text
+
+
+class WorkerError(RuntimeError):
+    """A child raised something that cannot be raised here as itself; carries its strings.
+
+    That is an exception that cannot be pickled in the child or unpickled here
+    (a class whose ``__init__`` needs other arguments than its ``args``, say),
+    or a ``SystemExit`` / ``KeyboardInterrupt``, which would otherwise end the
+    caller. ``type_name``, ``message`` and ``remote_traceback`` are strings.
+    """
+
+    def __init__(self, process, type_name, message, remote_traceback, *more_fields):
+        # *more_fields: an error record has further fields (see error_record); WorkerError(name, *record[1:]) works.
         self.process = process
         self.type_name = type_name
         self.message = message
@@ -30,25 +68,114 @@ class WorkerError(RuntimeError):
 
 
 class WorkerDied(RuntimeError):
-    """A child process ended without sending its result (killed, crashed, os._exit)."""
+    """A child process ended without sending its result (killed, crashed, os._exit).
+
+    ``exitcode`` is the process's exit code (minus the signal number when a
+    signal killed it); ``signal`` is the signal's name (``"SIGKILL"``) or None.
+    """
 
     def __init__(self, process, exitcode):
         self.process = process
         self.exitcode = exitcode
+        self.signal = signal_name(exitcode)
         super().__init__(f"{process} died without a result ({describe_exitcode(exitcode)})")
 
 
+class WorkerTimeout(TimeoutError):
+    """A child took longer than its ``timeout``; it, and every other child of the call, was stopped.
+
+    ``process`` names it, ``timeout`` is the limit in seconds, ``item`` the
+    hand-off number of the item it was working on (pipelines only, else None).
+    """
+
+    def __init__(self, process, timeout, item=None):
+        self.process = process
+        self.timeout = timeout
+        self.item = item
+        on = f" on item {item} (its hand-off number)" if item is not None else ""
+        super().__init__(f"{process} did not finish within timeout={timeout} s{on}; stopped")
+
+
+_SIGNAL_HINTS = {
+    "SIGKILL": "often kill -9 or the out-of-memory killer",
+    "SIGBUS": "often a write to shared memory when /dev/shm is full",
+    "SIGSEGV": "often a crash in C code",
+    "SIGTERM": "asked to stop, e.g. by terminate()",
+}
+
+
+def signal_name(exitcode):
+    """``"SIGKILL"`` for exit code -9; None for a normal exit (or a number that names no signal)."""
+    if exitcode is None or exitcode >= 0:
+        return None
+    try:
+        return signal.Signals(-exitcode).name
+    except ValueError:
+        return None
+
+
 def describe_exitcode(exitcode):
+    """Words for an exit code: "exit code 3", "killed by SIGKILL, exit code -9; often kill -9 or ..."."""
     if exitcode is None:
         return "still running"
-    if exitcode < 0:
-        return f"killed by signal {-exitcode}, exit code {exitcode}"
-    return f"exit code {exitcode}"
+    if exitcode >= 0:
+        return f"exit code {exitcode}"
+    name = signal_name(exitcode) or f"signal {-exitcode}"
+    hint = _SIGNAL_HINTS.get(name)
+    return f"killed by {name}, exit code {exitcode}" + (f"; {hint}" if hint else "")
 
 
-def error_record(exc):
-    """What a child sends back instead of a result: plain strings, always picklable."""
-    return ("error", type(exc).__name__, str(exc), traceback.format_exc())
+def add_note(exc, note):
+    """``exc.add_note(note)`` where Python has it (3.11+)."""
+    if hasattr(exc, "add_note"):  # Python 3.11+; before, the RemoteTraceback's first line says the same
+        exc.add_note(note)
+
+
+def error_record(exc, where=""):
+    """What a child sends instead of a result: ``("error", type name, message, traceback, pickled, where)``.
+
+    Every field is a string except ``pickled``: the exception itself, pickled
+    here if it can be (else None), so that the parent can raise it as its own
+    type. ``where`` says what the child was doing ("on item 4").
+    """
+    try:
+        message = str(exc)
+    except Exception:
+        message = f"<{type(exc).__name__} whose str() failed>"
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    pickled = None
+    if isinstance(exc, Exception):
+        try:
+            pickled = pickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL)
+        except BaseException:  # its class refuses to pickle, or misbehaves: send the strings only
+            pickled = None
+    return ("error", type(exc).__name__, message, text, pickled, where)
+
+
+def child_error(process, record):
+    """The exception to raise in the parent for a child's :func:`error_record`.
+
+    The child's own exception if it unpickles here, with the child's traceback
+    as its ``__cause__`` and a note naming ``process``; else :class:`WorkerError`.
+    """
+    _, type_name, message, text, pickled, where = (tuple(record) + (None, ""))[:6]
+    said = f"raised in {process}" + (f" {where}" if where else "")
+    error = None
+    if pickled is not None:
+        try:
+            error = pickle.loads(pickled)
+        except (Exception, SystemExit):  # e.g. an __init__ that needs other arguments than its args
+            error = None
+    if not isinstance(error, Exception):
+        error = WorkerError(process, type_name, message, text)
+        said += " (sent as WorkerError: " + (
+            "a SystemExit or KeyboardInterrupt in a child must not end this program)"
+            if pickled is None and type_name in ("SystemExit", "KeyboardInterrupt")
+            else "the exception could not be pickled in the child, or unpickled here)"
+        )
+    error.__cause__ = RemoteTraceback(f"{said}:\n{text}")
+    add_note(error, said)
+    return error
 
 
 def call_and_send(conn, func, args, kwargs):
@@ -60,10 +187,9 @@ def call_and_send(conn, func, args, kwargs):
     try:
         try:
             conn.send(reply)
-        except Exception as exc:  # the result cannot be pickled (the message wording varies by version)
+        except BaseException as exc:  # the result cannot be pickled (the message wording varies by version)
             name = getattr(func, "__name__", "the function")
-            message = f"the result of {name} cannot be pickled to send it back: {exc}"
-            conn.send(("error", type(exc).__name__, message, traceback.format_exc()))
+            conn.send(error_record(exc, f"while pickling the result of {name} to send it back (it cannot be pickled)"))
     finally:
         conn.close()
 
@@ -103,7 +229,7 @@ def receive(conn, process, timeout, what="a reply"):
 
 def _unwrap(name, reply):
     if reply[0] == "error":
-        raise WorkerError(name, *reply[1:])
+        raise child_error(name, reply)
     return reply[1]
 
 
@@ -111,8 +237,9 @@ def run_many(calls, start_method=None, timeout=DEFAULT_TIMEOUT):
     """Run each ``(func, args)`` or ``(func, args, kwargs)`` in its own child, all at once.
 
     Returns the results in the order of ``calls``. If one child raises or dies,
-    the others are stopped and the error is raised here. Every child is gone
-    when this returns, on every path.
+    the others are stopped and the error is raised here (see the module
+    docstring for which); after ``timeout`` seconds, :class:`WorkerTimeout`.
+    Every child is gone when this returns, on every path.
     """
     check_timeout(timeout)
     calls = [tuple(call) + ({},) * (3 - len(call)) for call in calls]
@@ -141,7 +268,7 @@ def run_many(calls, start_method=None, timeout=DEFAULT_TIMEOUT):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 names = ", ".join(process.name for process, _ in pending.values())
-                raise TimeoutError(f"{names} did not finish within {timeout} s; stopped")
+                raise WorkerTimeout(names, timeout)
             by_handle = {}
             for index, (process, receiver) in pending.items():
                 by_handle[receiver] = index
@@ -165,7 +292,9 @@ def run_many(calls, start_method=None, timeout=DEFAULT_TIMEOUT):
 def run_in_child(func, *args, start_method=None, timeout=DEFAULT_TIMEOUT, **kwargs):
     """Call ``func(*args, **kwargs)`` in a new child process and return its result.
 
-    Raises :class:`WorkerError` if it raised, :class:`WorkerDied` if the child
-    died first, ``TimeoutError`` after ``timeout`` seconds (the child is stopped).
+    Raises what ``func`` raised, as its own type (or :class:`WorkerError` if it
+    cannot travel), :class:`WorkerDied` if the child died first,
+    :class:`WorkerTimeout` (a ``TimeoutError``) after ``timeout`` seconds (the
+    child is stopped).
     """
     return run_many([(func, args, kwargs)], start_method=start_method, timeout=timeout)[0]

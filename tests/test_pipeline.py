@@ -1,6 +1,7 @@
 import functools
 import os
 import signal
+import sys
 import threading
 import time
 
@@ -8,8 +9,9 @@ import numpy as np
 import psutil
 import pytest
 
-from ipckit import plots, workloads
+from ipckit import faults, plots, workloads
 from ipckit.pipeline import OrderedPipeline, WorkerDied, WorkerError
+from ipckit.run import RemoteTraceback
 
 
 def _children():
@@ -20,7 +22,8 @@ def _children():
 @pytest.mark.parametrize("consumers", [1, 2, 3, 4])
 def test_ten_thousand_items_in_exact_order(start_method, consumers):
     consume = functools.partial(workloads.jittery, max_seconds=0.0005)
-    with OrderedPipeline(workloads.numbers, consume, (10_000,), consumers=consumers, start_method=start_method) as pipe:
+    with OrderedPipeline(workloads.numbers, consume, (10_000,), consumers=consumers, start_method=start_method,
+                         timeline=True) as pipe:
         results = list(pipe)
     assert results == list(range(10_000))  # nothing lost, nothing duplicated, order exact
     finishers = {e.process for e in pipe.timeline.of("finished")}
@@ -29,7 +32,7 @@ def test_ten_thousand_items_in_exact_order(start_method, consumers):
 
 def test_results_come_in_hand_off_order_though_consumers_finish_out_of_order():
     consume = functools.partial(workloads.jittery, max_seconds=0.05, share=1.0)
-    with OrderedPipeline(workloads.numbers, consume, (30,), consumers=3, start_method="fork") as pipe:
+    with OrderedPipeline(workloads.numbers, consume, (30,), consumers=3, start_method="fork", timeline=True) as pipe:
         assert list(pipe) == list(range(30))
     finished = [e.seq for e in pipe.timeline.of("finished")]
     assert finished != sorted(finished)  # with random delays the finishing order is mixed
@@ -38,7 +41,8 @@ def test_results_come_in_hand_off_order_though_consumers_finish_out_of_order():
 
 def test_timeline_records_every_step():
     consume = functools.partial(workloads.slow_square, seconds=0.02)
-    with OrderedPipeline(workloads.numbers, consume, (10,), consumers=1, start_method="fork") as pipe:
+    with OrderedPipeline(workloads.numbers, consume, (10,), consumers=1, buffer=None, start_method="fork",
+                         timeline=True) as pipe:
         assert list(pipe) == [n * n for n in range(10)]
     kinds = {e.event for e in pipe.timeline.events}
     assert {"produced", "sent", "received", "buffered", "handed", "started", "finished", "emitted"} <= kinds
@@ -53,7 +57,7 @@ def test_timeline_records_every_step():
 
 def test_bounded_buffer_makes_the_producer_wait(start_method):
     consume = functools.partial(workloads.slow_square, seconds=0.02)
-    with OrderedPipeline(workloads.numbers, consume, (15,), buffer=2, start_method=start_method) as pipe:
+    with OrderedPipeline(workloads.numbers, consume, (15,), buffer=2, start_method=start_method, timeline=True) as pipe:
         assert list(pipe) == [n * n for n in range(15)]
     assert max(depth for _, depth in pipe.timeline.depth) <= 2
     waits = [s.time - p.time for p, s in zip(pipe.timeline.of("produced"), pipe.timeline.of("sent"))]
@@ -79,22 +83,53 @@ def test_results_that_do_not_alias_the_item_also_come_back():
         assert [float(a[0]) for a in pipe] == [0.0, 2.0, 4.0, 6.0, 8.0]
 
 
-def test_consumer_exception_reaches_the_loop_with_its_traceback(start_method):
+def test_consumer_exception_reaches_the_loop_as_itself_with_its_traceback(start_method):
     consume = functools.partial(workloads.fail_on, bad=4)
-    with pytest.raises(WorkerError) as info:
+    with pytest.raises(ValueError) as info:
         with OrderedPipeline(workloads.numbers, consume, (50,), consumers=2, start_method=start_method) as pipe:
             for _ in pipe:
                 pass
-    assert info.value.type_name == "ValueError"
-    assert info.value.message == "cannot handle item 4"
-    assert "workloads.py" in info.value.remote_traceback
+    assert str(info.value) == "cannot handle item 4"
+    cause = info.value.__cause__
+    assert isinstance(cause, RemoteTraceback)
+    assert "workloads.py" in str(cause) and "in fail_on" in str(cause)
+    assert str(cause).startswith("raised in consumer-") and "on item 4:" in str(cause)
+    if sys.version_info >= (3, 11):
+        assert info.value.__notes__[0].endswith("on item 4")
     assert _children() == []
 
 
-def test_producer_exception_reaches_the_loop():
-    with pytest.raises(WorkerError, match="RuntimeError: the producer broke after 3 items"):
+def test_producer_exception_reaches_the_loop_as_itself():
+    with pytest.raises(RuntimeError, match="the producer broke after 3 items") as info:
         with OrderedPipeline(workloads.numbers_then_fail, workloads.identity, (3,), start_method="fork") as pipe:
             list(pipe)
+    assert type(info.value) is RuntimeError
+    assert "raised in producer in produce(), after item 2" in str(info.value.__cause__)
+
+
+def test_a_key_error_in_a_consumer_is_caught_by_except_key_error():
+    try:
+        with OrderedPipeline(workloads.numbers, faults.look_up, (5,), start_method="fork") as pipe:
+            list(pipe)
+    except KeyError as error:
+        caught = error
+    assert caught.args == (0,)
+    assert "KeyError" in str(caught.__cause__)
+
+
+def test_an_exception_that_cannot_travel_becomes_worker_error():
+    with pytest.raises(WorkerError, match="consumer-0 raised NeedsTwoArguments") as info:
+        with OrderedPipeline(workloads.numbers, faults.raise_unrebuildable, (3,), start_method="fork") as pipe:
+            list(pipe)
+    assert info.value.type_name == "NeedsTwoArguments"
+    assert "faults.py" in info.value.remote_traceback
+
+
+def test_a_system_exit_in_a_consumer_never_ends_the_caller():
+    with pytest.raises(WorkerError, match="raised SystemExit: 3") as info:
+        with OrderedPipeline(workloads.numbers, faults.exit_with, (3,), start_method="fork") as pipe:
+            list(pipe)
+    assert "must not end this program" in str(info.value.__cause__)
 
 
 def test_a_killed_consumer_is_reported_within_a_second(start_method):
@@ -107,6 +142,7 @@ def test_a_killed_consumer_is_reported_within_a_second(start_method):
                     os.kill(pipe.pids["consumer-1"], signal.SIGKILL)
     assert time.monotonic() - killed_at < 1.0
     assert info.value.exitcode == -signal.SIGKILL
+    assert info.value.signal == "SIGKILL" and "killed by SIGKILL" in str(info.value)
     assert _children() == []
 
 
@@ -178,6 +214,9 @@ BAD = [
     ("zero consumers", dict(consumers=0), ValueError, "consumers must be at least 1"),
     ("zero buffer", dict(buffer=0), ValueError, "buffer must be at least 1"),
     ("fractional buffer", dict(buffer=1.5), TypeError, "buffer must be a whole number"),
+    ("buffer as a word", dict(buffer="big"), TypeError, r"'auto' \(2 x consumers\) or None \(unbounded\)"),
+    ("infinite timeout", dict(timeout=float("inf")), ValueError, "timeout must be a finite number"),
+    ("zero timeout", dict(timeout=0), ValueError, "timeout must be a positive number"),
     ("args not a tuple", dict(produce_args=5), TypeError, "produce_args must be a tuple"),
     ("unknown start method", dict(start_method="thread"), ValueError, "valid start methods"),
 ]
@@ -242,7 +281,7 @@ def test_next_after_close_is_an_error():
         next(pipe)
 
 
-def test_timeline_can_be_switched_off_for_endless_streams():
-    with OrderedPipeline(workloads.numbers, workloads.identity, (50,), timeline=False, start_method="fork") as pipe:
+def test_the_timeline_is_off_by_default():
+    with OrderedPipeline(workloads.numbers, workloads.identity, (50,), start_method="fork") as pipe:
         assert list(pipe) == list(range(50))
-    assert pipe.timeline.events == [] and pipe.timeline.depth == [(0.0, 0)]
+    assert pipe.timeline.events == [] and list(pipe.timeline.depth) == [(0.0, 0)]
