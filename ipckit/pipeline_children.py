@@ -1,19 +1,27 @@
-"""The ordered pipeline's children, and what they and main speak over the pipes.
+"""The ordered pipeline's children, and the frames they and main exchange over the pipes.
 
 ``ipckit.pipeline`` is main's side and the public API; this module holds what
 the producer and consumer processes run (so a spawned child imports only
-this), the framing of messages over raw pipes, and the *lifeline* that ties
-every child to main: a pipe whose only write end main holds, watched by a
-thread in each child that ends the process at end-of-file. It works under
-fork, spawn and forkserver alike, whichever thread started the children
+this), the frames that cross the pipes, and the *lifeline* that ties every
+child to main: a pipe whose only write end main holds, watched by a thread in
+each child that ends the process at end-of-file. It works under fork, spawn
+and forkserver alike, whichever thread started the children
 (``PR_SET_PDEATHSIG`` would fire when that *thread* exits).
+
+A frame is a fixed header (:data:`HEADER`: body length, kind, flags, count,
+slot, seq, two times) and a body of bytes. The kinds are named below. An
+item's body is its pickle, made once in the producer and unpickled once in a
+consumer: main reads only headers and forwards the bytes, so a misbehaving
+item costs a consumer, never main.
 
 What a child does that may fail is named in its error record ("on item 4",
 "while pickling the result of item 4"), so the caller's exception says it.
 """
+import functools
 import os
 import pickle
-import selectors
+import queue
+import select
 import signal
 import struct
 import threading
@@ -27,167 +35,114 @@ import numpy as np
 from .run import error_record
 
 SHARED_MEMORY_THRESHOLD = 64 * 1024  # bytes; smaller arrays are cheaper to pickle
+MAX_CHUNKSIZE = 65_535  # items in one batch: the header's count field
+
+# --- frames ---------------------------------------------------------------------------
+
+HEADER = struct.Struct("<IBBHiqdd")
+"""body length, kind, flags, count (items in it), slot (-1: none), seq (its first item's number), t1, t2.
+
+The times are the producer's ``produced`` / ``sent`` on items and a consumer's
+``started`` / ``finished`` on results (0.0 unless the timeline is on).
+"""
+
+# kinds
+ITEM = 1  # producer -> main -> consumer: one item; body: its pickle
+BATCH = 2  # producer -> main -> consumer: ``count`` items; body: the pickled list of their pickles
+RESULT = 3  # consumer -> main -> caller: body: the pickled result, or the list of a batch's results
+ERROR = 4  # child -> main: body: the pickled error record (ipckit.run.error_record)
+DONE = 5  # producer -> main: the end of the stream; seq: how many items there were
+WANT_POOL = 6  # producer -> main: the first big array; seq: its size in bytes
+WANT_SLOT = 7  # producer -> main: it waits for a free slot
+POOL = 8  # main -> producer, consumer: body: the pickled SlotPool (None: no room in /dev/shm)
+SLOT = 9  # main -> producer: a free slot for a big item
+STOP = 10  # main -> consumer: leave
+
+# flags
+BIG_PICKLED = 1  # an item: a big array that travels pickled (bigger than a slot, or no pool)
+WAITED = 2  # an item: the producer waited for a free slot before it could send it
+IN_SLOT = 4  # a result: an ArrayRef to the result, which lies in the item's slot
 
 
-# --- what crosses the pipes -----------------------------------------------------------
+def frame(kind, seq=0, body=b"", flags=0, count=1, slot=-1, t1=0.0, t2=0.0):
+    return HEADER.pack(len(body), kind, flags, count, slot, seq, t1, t2) + body
 
-_HEADER = struct.Struct("!Q")  # the length of the pickle that follows
 
-
-class _Channel:
-    """Messages over one end of a Pipe: a length, then a pickle.
-
-    ``Connection.send`` / ``recv`` build a ForkingPickler per message and make two
-    system calls per receive. A pipeline message is a small tuple, so here the C
-    pickler writes it in one call, and a read takes whatever has arrived (often
-    several messages at once) into a buffer that :meth:`messages` empties.
-    """
-
-    def __init__(self, conn):
-        self.conn = conn
-        self._fd = conn.fileno()
-        self._buffer = bytearray()
-
-    @staticmethod
-    def frame(message):
-        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-        return _HEADER.pack(len(data)) + data
-
-    def send(self, message):
-        view = memoryview(self.frame(message))  # pickled whole first: a failure writes nothing
+def write_all(fd, data):
+    """Write every byte to a blocking pipe (a write may be cut short by a signal)."""
+    written = os.write(fd, data)
+    if written < len(data):
+        view = memoryview(data)[written:]
         while view:
-            view = view[os.write(self._fd, view):]
-
-    def fill(self):
-        """Read what has arrived (call it when the pipe is readable); EOFError at its end."""
-        chunk = os.read(self._fd, 1 << 16)
-        if not chunk:
-            raise EOFError
-        self._buffer += chunk
-
-    def has_message(self):
-        if len(self._buffer) < _HEADER.size:
-            return False
-        return len(self._buffer) >= _HEADER.size + _HEADER.unpack_from(self._buffer)[0]
-
-    def take(self):
-        """The next whole message in the buffer (check :meth:`has_message` first)."""
-        end = _HEADER.size + _HEADER.unpack_from(self._buffer)[0]
-        try:
-            with memoryview(self._buffer) as view, view[_HEADER.size:end] as data:
-                return pickle.loads(data)
-        finally:
-            del self._buffer[:end]  # cheap: a bytearray drops its front without moving the rest
-
-    def messages(self):
-        """Fill once, then yield every whole message that has arrived."""
-        self.fill()
-        while self.has_message():
-            yield self.take()
+            view = view[os.write(fd, view):]
 
 
-class _Outbox(_Channel):
-    """Main's channel to the producer: never blocks main.
+class Reader:
+    """Whole frames from one end of a pipe, a read at a time.
 
-    A producer busy in its own code reads nothing, so a blocking write of one
-    message too many would stop main, and with it every consumer. Messages wait
-    here instead, and go out when the pipe has room (main then waits for
-    "writable" too). A new allowance replaces one still waiting: only the
-    highest counts.
+    :meth:`read` takes whatever has arrived (often several frames) into a
+    buffer that is reused (a fresh 256 KiB bytes object per read would cost an
+    ``mmap`` and ``munmap`` each time), and returns the whole frames as
+    ``(kind, flags, count, slot, seq, t1, t2, body, raw)``, where ``raw`` is the
+    frame itself (so main can forward it as it came) and ``body`` a view of its
+    body. A part of a frame waits for the next read; the buffer grows to fit a
+    big frame and shrinks again once it is empty.
     """
 
-    def __init__(self, conn):
-        super().__init__(conn)
-        os.set_blocking(self._fd, False)
-        self.waiting = deque()
-        self.closed = False
+    def __init__(self, fd, size=1 << 16):
+        self.fd = fd
+        self.size = size
+        self.buffer = bytearray(size)
+        self.start = self.end = 0  # the bytes not yet returned: buffer[start:end]
+        self.needed = 0  # the size of the partial frame at start, once its header is in
 
-    def post(self, message):
-        if self.closed:
+    def _make_room(self):
+        """Room to read into after ``end``, and for the whole partial frame from ``start``."""
+        if self.start == self.end:
+            self.start = self.end = 0
+            if len(self.buffer) > 4 * self.size and self.needed <= self.size:
+                self.buffer = bytearray(self.size)  # a big frame has gone: give its memory back
+        if self.end < len(self.buffer) and self.start + self.needed <= len(self.buffer):
             return
-        if message[0] == "allow" and self.waiting and self.waiting[-1][0] == "allow":
-            self.waiting[-1] = message
+        pending = self.end - self.start
+        if self.start:  # move the partial frame to the front
+            self.buffer[:pending] = self.buffer[self.start:self.end]
+            self.start, self.end = 0, pending
+        wanted = max(self.needed, pending + 1)
+        if wanted > len(self.buffer) or self.end == len(self.buffer):
+            self.buffer.extend(bytes(max(wanted, 2 * len(self.buffer)) - len(self.buffer)))
+
+    def read(self):
+        """Read once (it blocks on a blocking pipe with nothing in it); EOFError at the end."""
+        self._make_room()
+        with memoryview(self.buffer) as view:
+            got = os.readv(self.fd, [view[self.end:]])
+        if not got:
+            raise EOFError
+        self.end += got
+        return self._frames()
+
+    def _frames(self):
+        """The whole frames in the buffer (one copy of them all); the part of a frame stays."""
+        size, start, end = HEADER.size, self.start, self.end
+        if end - start < max(size, self.needed):  # not even one whole frame yet: copy nothing
+            return []
+        with memoryview(self.buffer) as view:
+            chunk = memoryview(bytes(view[start:end]))
+        frames, at, last = [], 0, end - start
+        unpack = HEADER.unpack_from
+        while last - at >= size:
+            length, kind, flags, count, slot, seq, t1, t2 = unpack(chunk, at)
+            following = at + size + length
+            if following > last:
+                self.needed = size + length
+                break
+            frames.append((kind, flags, count, slot, seq, t1, t2, chunk[at + size:following], chunk[at:following]))
+            at = following
         else:
-            self.waiting.append(message)
-        self.flush()
-
-    def flush(self):
-        """Write what fits; return True while something is still waiting."""
-        while self.waiting and not self.closed:
-            frame = self.frame(self.waiting[0])  # small: a write of it is all or nothing
-            try:
-                os.write(self._fd, frame)
-            except BlockingIOError:
-                return True
-            except (BrokenPipeError, ConnectionResetError):  # the producer has finished or died
-                self.closed = True
-                self.waiting.clear()
-                return False
-            self.waiting.popleft()
-        return False
-
-
-class _Orphaned(Exception):
-    """Main has closed its end: a child stops quietly."""
-
-
-class _FromMain(_Channel):
-    """A child's end of its pipe from main."""
-
-    def __init__(self, conn):
-        super().__init__(conn)
-        self._watch = _Watch([conn])
-
-    def waiting(self):
-        """True if a message is here or has arrived (``conn.poll(0)`` would build a selector per call)."""
-        if not self.has_message() and self._watch.ready(0):
-            self._fill_or_orphan()
-        return self.has_message()
-
-    def recv(self):
-        """The next message; raises _Orphaned if main has closed its end."""
-        while not self.has_message():
-            self._fill_or_orphan()  # blocks until something arrives
-        return self.take()
-
-    def _fill_or_orphan(self):
-        try:
-            self.fill()
-        except (EOFError, ConnectionResetError):
-            raise _Orphaned from None
-
-
-class _Watch:
-    """Wait on several pipes and sentinels, like ``multiprocessing.connection.wait``, many times over.
-
-    ``connection.wait`` builds a new selector on every call; the pipeline waits
-    once per message, so it keeps one selector and registers each handle once.
-    """
-
-    def __init__(self, handles):
-        self._selector = selectors.DefaultSelector()
-        for handle in handles:
-            self._selector.register(handle, selectors.EVENT_READ)
-
-    def forget(self, handle):
-        self._selector.unregister(handle)
-
-    def want_write(self, handle, wanted):
-        """Also wake when ``handle`` can be written to (while ``wanted``)."""
-        registered = handle in self._keys()
-        if wanted and not registered:
-            self._selector.register(handle, selectors.EVENT_WRITE)
-        elif not wanted and registered:
-            self._selector.unregister(handle)
-
-    def _keys(self):
-        return {key.fileobj for key in self._selector.get_map().values()}
-
-    def ready(self, timeout=None):
-        return [key.fileobj for key, _ in self._selector.select(timeout)]
-
-    def close(self):
-        self._selector.close()
+            self.needed = 0
+        self.start = start + at
+        return frames
 
 
 # --- children die with main: the lifeline ---------------------------------------------
@@ -211,7 +166,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pipelines_in_child)
 
 
-def _new_lifeline():
+def new_lifeline():
     """A pipe main never writes to: main keeps the write end (an fd), children get the read end.
 
     Its write end is not inherited by exec'd programs (``os.pipe`` makes it so)
@@ -224,7 +179,7 @@ def _new_lifeline():
     return write_fd, Connection(read_fd, writable=False)  # a Connection travels to spawn and forkserver children
 
 
-def _end_lifeline(write_fd):
+def end_lifeline(write_fd):
     _LIFELINES.discard(write_fd)  # forget it first: a fork in between must not close a reused number
     os.close(write_fd)
 
@@ -256,7 +211,16 @@ def _become_a_worker(close_fds, lifeline):
     _watch_lifeline(lifeline)
 
 
-# --- the children ---------------------------------------------------------------------
+class _Orphaned(Exception):
+    """Main has closed its end: a child stops quietly."""
+
+
+def _report(fd, exc, doing):
+    """Send an exception to main; if main has already gone, there is no one left to tell."""
+    try:
+        write_all(fd, frame(ERROR, body=pickle.dumps(error_record(exc, doing), protocol=pickle.HIGHEST_PROTOCOL)))
+    except OSError:
+        pass
 
 
 def _is_big_array(value):
@@ -264,127 +228,332 @@ def _is_big_array(value):
     return type(value) is np.ndarray and value.dtype.kind in "biufc" and value.nbytes >= SHARED_MEMORY_THRESHOLD
 
 
-def _fits(pool, array):
-    return pool is not None and array.nbytes <= pool.slot_bytes
+# --- the producer -----------------------------------------------------------------------
 
 
-def _report(channel, exc, doing):
-    """Send an exception to main; if main has already gone, there is no one left to tell."""
-    try:
-        channel.send(error_record(exc, doing))
-    except OSError:
-        pass
+class _Credits:
+    """The producer's allowance: hand-off ``n`` may leave only while ``n < allowed``.
+
+    It starts at the pipeline's capacity; the caller's thread in main writes a
+    byte for every hand-off whose results its loop has taken. The producer
+    reads them only when it has used its allowance, so the kernel wakes it
+    only then.
+    """
+
+    def __init__(self, conn, capacity):
+        self.fd = None if conn is None else conn.fileno()
+        self.allowed = capacity
+
+    def wait_for(self, n):
+        while self.fd is not None and n >= self.allowed:
+            got = os.read(self.fd, 1 << 16)
+            if not got:
+                raise _Orphaned
+            self.allowed += len(got)
 
 
-def _run_producer(produce, args, out, control, lifeline, bounded, timed, close_fds):
-    out = _Channel(out)
-    pool = None
+class _Slots:
+    """The producer's side of the slot pool: main sends the pool once asked, then every free slot."""
+
+    def __init__(self, conn, send):
+        self.reader = Reader(conn.fileno(), 1 << 12)
+        self.send = send  # writes a frame to main
+        self.poll = select.poll()
+        self.poll.register(conn.fileno(), select.POLLIN)
+        self.free = deque()
+        self.pool = None
+        self.asked = False  # WANT_POOL sent
+        self.known = False  # main has answered it (pool may still be None: no room)
+
+    def _take(self, block):
+        if not block and not self.poll.poll(0):
+            return
+        try:
+            frames = self.reader.read()
+        except (EOFError, ConnectionResetError):
+            raise _Orphaned from None
+        for kind, _, _, slot, _, _, _, body, _ in frames:
+            if kind == POOL:
+                self.pool, self.known = pickle.loads(body), True
+            elif kind == SLOT:
+                self.free.append(slot)
+
+    def place(self, array):
+        """Put a big array in a slot; return (what travels, slot, flags)."""
+        if not self.asked:
+            self.asked = True
+            self.send(frame(WANT_POOL, seq=array.nbytes))
+        while not self.known:
+            self._take(block=True)
+        if self.pool is None or array.nbytes > self.pool.slot_bytes:
+            return array, -1, BIG_PICKLED
+        flags = 0
+        if not self.free:
+            self._take(block=False)
+        if not self.free:  # every slot is in use: wait for one (never pickle for lack of a slot)
+            flags = WAITED
+            self.send(frame(WANT_SLOT))
+            while not self.free:
+                self._take(block=True)
+        slot = self.free.popleft()
+        return self.pool.write(slot, array), slot, flags
+
+    def close(self):
+        if self.pool is not None:
+            self.pool.close()
+
+
+def _clock(timed):
+    return time.perf_counter() if timed else 0.0
+
+
+def _run_producer(produce, args, out, control, credits, lifeline, capacity, chunksize, timed, close_fds):
+    """The producer process: run ``produce(*args)``, send each item (or batch) once allowed."""
+    out_fd = out.fileno()
+    slots = None
     doing = "while starting"
     try:
         _become_a_worker(close_fds, lifeline)
-        from_main = _FromMain(control)
-        allowed, slots, no_pool = 0, deque(), False
-
-        def take(message):
-            nonlocal allowed, pool, no_pool
-            kind, value = message
-            if kind == "allow":
-                allowed = max(allowed, value)
-            elif kind == "slot":
-                slots.append(value)
-            elif kind == "pool":
-                pool, no_pool = value, value is None
-
-        def wait_until(condition):
-            while not condition():
-                take(from_main.recv())
-
-        sent = 0
+        allowance = _Credits(credits, capacity)
+        if chunksize > 1:
+            send = _LockedWriter(out_fd)  # two threads write to main: whole frames, one at a time
+            slots = _Slots(control, send)
+            _produce_in_batches(produce, args, send, slots, allowance, chunksize, timed)
+            return
+        slots = _Slots(control, functools.partial(write_all, out_fd))
+        dumps, protocol, seq = pickle.dumps, pickle.HIGHEST_PROTOCOL, 0
         doing = "in produce(), before the first item"
         for item in produce(*args):
-            produced = time.perf_counter() if timed else 0.0
-            while from_main.waiting():
-                take(from_main.take())
-            if bounded:  # backpressure: wait for main to make room
-                wait_until(lambda: sent < allowed)
-            big = _is_big_array(item)
-            if big and pool is None and not no_pool:  # the first big array: ask main for slots of its size
-                out.send(("slots?", item.nbytes))
-                wait_until(lambda: pool is not None or no_pool)
-                while from_main.waiting():  # the slots granted with the pool
-                    take(from_main.take())
-            if big and bounded and _fits(pool, item):
-                wait_until(lambda: bool(slots))  # room was granted, so a slot comes free
-            slot = None
-            if big and slots and _fits(pool, item):
-                slot = slots.popleft()
-                item = pool.write(slot, item)  # what travels is the slot's ArrayRef
-            doing = f"while pickling item {sent}"
-            blob = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)  # main forwards it unopened
+            produced = _clock(timed)
+            allowance.wait_for(seq)  # backpressure: wait until the caller's loop has made room
+            slot, flags = -1, 0
+            if _is_big_array(item):
+                item, slot, flags = slots.place(item)  # what travels is the slot's ArrayRef
+            doing = f"while pickling item {seq}"
+            body = dumps(item, protocol)  # main forwards it unopened
             del item
-            out.send(("item", sent, produced, time.perf_counter() if timed else 0.0, blob, slot, big and slot is None))
-            doing = f"in produce(), after item {sent}"
-            sent += 1
-        out.send(("done", sent))
-    except _Orphaned:
+            write_all(out_fd, frame(ITEM, seq, body, flags, 1, slot, produced, _clock(timed)))
+            doing = f"in produce(), after item {seq}"
+            seq += 1
+        write_all(out_fd, frame(DONE, seq))
+    except (_Orphaned, BrokenPipeError):
         pass
     except BaseException as exc:
-        _report(out, exc, doing)
+        _report(out_fd, exc, doing)
     finally:
-        if pool is not None:
-            pool.close()
+        if slots is not None:
+            slots.close()
 
 
-def _pack_result(result, pool, ref, item_view):
-    """Put a big array result back in the item's slot; anything else travels pickled.
+class _LockedWriter:
+    """``write_all`` to one pipe from several threads, a whole frame at a time."""
 
-    Returns (payload, slotted).
+    def __init__(self, fd):
+        self.fd = fd
+        self.lock = threading.Lock()
+
+    def __call__(self, data):
+        with self.lock:
+            write_all(self.fd, data)
+
+
+class _Batcher:
+    """The producer's sender thread with ``chunksize > 1``: batches of what is ready, never a wait for more.
+
+    The main thread runs ``produce``, pickles each item at once (a generator may
+    reuse an object it yielded) and queues it here; this thread takes whatever
+    is queued, up to ``chunksize`` items, as one batch, as soon as it has an
+    allowance. So a fast producer fills batches while the sender writes, and a
+    slow one sends each item alone, without waiting for a full batch.
+    """
+
+    def __init__(self, send, allowance, chunksize, timed):
+        self.send, self.allowance, self.chunksize, self.timed = send, allowance, chunksize, timed
+        self.queued = deque()  # (seq, body, slot, flags, produced), or ("end", frame bytes)
+        self.ready = queue.SimpleQueue()  # tokens: something was queued (this thread waits on it)
+        self.room = queue.SimpleQueue()  # tokens: room was made (the producer waits on it)
+        self.sender_waits = self.producer_waits = False
+        self.gone = False  # this thread has stopped (main closed its end)
+        self.thread = threading.Thread(target=self._send, name="ipckit-batcher", daemon=True)
+        self.thread.start()
+
+    def put(self, entry):
+        if self.gone:
+            raise _Orphaned
+        queued = self.queued
+        queued.append(entry)
+        if self.sender_waits:
+            self.sender_waits = False
+            self.ready.put(None)
+        while len(queued) >= self.chunksize and not self.gone:  # a batch is waiting: make no more for now
+            self.producer_waits = True
+            if len(queued) >= self.chunksize:
+                self.room.get()
+            self.producer_waits = False
+
+    def finish(self, last_frame):
+        """Send what is queued, then ``last_frame`` (the end of the stream or an error); wait for it."""
+        self.put(("end", last_frame))
+        self.thread.join()
+
+    def _send(self):
+        queued, chunksize, send = self.queued, self.chunksize, self.send
+        handoff = 0
+        try:
+            while True:
+                while not queued:
+                    self.sender_waits = True
+                    if not queued:
+                        self.ready.get()
+                    self.sender_waits = False
+                if queued[0][0] == "end":
+                    send(queued.popleft()[1])
+                    return
+                self.allowance.wait_for(handoff)
+                batch = [queued.popleft()]
+                if batch[0][2] < 0:  # an item in a slot travels alone
+                    while queued and len(batch) < chunksize and queued[0][0] != "end" and queued[0][2] < 0:
+                        batch.append(queued.popleft())
+                if self.producer_waits:
+                    self.producer_waits = False
+                    self.room.put(None)
+                seq, body, slot, flags, produced = batch[0]
+                sent = _clock(self.timed)
+                if len(batch) == 1 and slot >= 0:
+                    data = frame(ITEM, seq, body, flags, 1, slot, produced, sent)
+                else:
+                    flags = 0
+                    for entry in batch:
+                        flags |= entry[3]
+                    bodies = pickle.dumps([entry[1] for entry in batch], pickle.HIGHEST_PROTOCOL)
+                    data = frame(BATCH, seq, bodies, flags, len(batch), -1, produced, sent)
+                send(data)
+                handoff += 1
+        except (_Orphaned, OSError):
+            pass
+        finally:
+            self.gone = True
+            self.room.put(None)
+
+
+def _produce_in_batches(produce, args, send, slots, allowance, chunksize, timed):
+    batcher = _Batcher(send, allowance, chunksize, timed)
+    dumps, protocol, seq = pickle.dumps, pickle.HIGHEST_PROTOCOL, 0
+    doing = "in produce(), before the first item"
+    try:
+        for item in produce(*args):
+            produced = _clock(timed)
+            slot, flags = -1, 0
+            if _is_big_array(item):
+                item, slot, flags = slots.place(item)
+            doing = f"while pickling item {seq}"
+            body = dumps(item, protocol)
+            del item
+            batcher.put((seq, body, slot, flags, produced))
+            doing = f"in produce(), after item {seq}"
+            seq += 1
+    except _Orphaned:
+        raise
+    except BaseException as exc:  # after the items before it, like any other end
+        batcher.finish(frame(ERROR, body=pickle.dumps(error_record(exc, doing), protocol)))
+        return
+    batcher.finish(frame(DONE, seq))
+
+
+# --- the consumers ----------------------------------------------------------------------
+
+
+def _in_slot(result, pool, ref, item_view):
+    """Where a big array result goes back: (what travels, True), or (result, False) to pickle it.
+
+    A result that lies in the item's slot already (the input, mutated in place,
+    or a contiguous part of it) travels as a ref, with no copy at all; any
+    other array of numbers that fits is copied into the item's slot.
     """
     if not _is_big_array(result) or result.nbytes > pool.slot_bytes:
         return result, False
-    if (
-        result.shape == item_view.shape
-        and result.dtype == item_view.dtype
-        and result.__array_interface__["data"][0] == item_view.__array_interface__["data"][0]
-        and result.strides == item_view.strides
-    ):
-        return ref, True  # consume returned its input: the result is already in the slot
+    base = item_view.__array_interface__["data"][0]
+    start = result.__array_interface__["data"][0]
+    if result.flags.c_contiguous and base <= start and start + result.nbytes <= base + pool.slot_bytes:
+        return ref._replace(offset=ref.offset + start - base, shape=result.shape, dtype=result.dtype.str), True
     return pool.write(ref.slot, result), True  # numpy copes with a result that overlaps the slot
 
 
 def _run_consumer(consume, conn, lifeline, timed, close_fds):
-    from_main = _Channel(conn)  # both ways: a duplex pipe
+    """A consumer process: take items (one at a time, or a few ahead with prefetch) and send results in order."""
+    fd = conn.fileno()
     pool = None
     doing = "while starting"
+    dumps, loads, protocol = pickle.dumps, pickle.loads, pickle.HIGHEST_PROTOCOL
     try:
         _become_a_worker(close_fds, lifeline)
-        from_main = _FromMain(conn)
+        reader = Reader(fd)
         while True:
             doing = "while waiting for an item"
-            message = from_main.recv()
-            if message[0] == "stop":
+            try:
+                frames = reader.read()  # blocks until main sends something
+            except (EOFError, ConnectionResetError):
                 return
-            _, seq, blob, slot, new_pool = message
-            if new_pool is not None:
-                pool = new_pool
-            doing = f"while unpickling item {seq}"
-            payload = pickle.loads(blob)
-            doing = f"on item {seq}"
-            started = time.perf_counter() if timed else 0.0
-            if slot is not None:
-                with pool.view(payload) as item:
-                    result, result_slotted = _pack_result(consume(item), pool, payload, item)
-                    del item
-            else:
-                result, result_slotted = consume(payload), False
-            finished = time.perf_counter() if timed else 0.0
-            doing = f"while pickling the result of item {seq}"
-            from_main.send(("result", seq, started, finished, result, result_slotted))
-            del payload, result
-    except _Orphaned:
-        pass
+            for kind, _, count, slot, seq, _, _, body, _ in frames:
+                if kind == STOP:
+                    return
+                if kind == POOL:
+                    pool = loads(body)
+                    continue
+                if kind == ITEM:
+                    doing = f"while unpickling item {seq}"
+                    payload = loads(body)
+                    doing = f"on item {seq}"
+                    started = _clock(timed)
+                    flags = 0
+                    if slot >= 0:
+                        with pool.view(payload) as item:
+                            result, in_slot = _in_slot(consume(item), pool, payload, item)
+                            del item
+                        flags = IN_SLOT if in_slot else 0
+                    else:
+                        result = consume(payload)
+                    finished = _clock(timed)
+                    doing = f"while pickling the result of item {seq}"
+                    body = dumps(result, protocol)
+                else:  # a batch: its results travel back together, as a list
+                    started = _clock(timed)
+                    results = []
+                    for index, blob in enumerate(loads(body)):
+                        doing = f"while unpickling item {seq + index}"
+                        item = loads(blob)
+                        doing = f"on item {seq + index}"
+                        results.append(consume(item))
+                    finished = _clock(timed)
+                    flags = payload = result = 0
+                    body = _pickle_results(results, seq)
+                del payload, result
+                write_all(fd, HEADER.pack(len(body), RESULT, flags, count, slot, seq, started, finished) + body)
+    except _Failed as failed:
+        _report(fd, failed.error, failed.doing)
     except BaseException as exc:
-        _report(from_main, exc, doing)
+        _report(fd, exc, doing)
     finally:
         if pool is not None:
             pool.close()
+
+
+def _pickle_results(results, seq):
+    """A batch's results as one pickle; if one will not pickle, fail naming its item."""
+    try:
+        return pickle.dumps(results, pickle.HIGHEST_PROTOCOL)
+    except BaseException as exc:
+        for index, result in enumerate(results):
+            try:
+                pickle.dumps(result, pickle.HIGHEST_PROTOCOL)
+            except BaseException as single:
+                raise _Failed(single, f"while pickling the result of item {seq + index}") from None
+        raise _Failed(exc, f"while pickling the results of items {seq} to {seq + len(results) - 1}") from None
+
+
+class _Failed(Exception):
+    """An exception, and what the child was doing: raised where ``doing`` alone cannot say which item."""
+
+    def __init__(self, error, doing):
+        super().__init__(doing)
+        self.error, self.doing = error, doing
