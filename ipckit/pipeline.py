@@ -98,6 +98,8 @@ from .checks import check_count, check_timeout
 from .context import get_context, require_importable, resolve_start_method
 from .pipeline_children import (
     _LIVE,
+    IN_SLOT,
+    LIST,
     MAX_CHUNKSIZE,
     SHARED_MEMORY_THRESHOLD,
     end_lifeline,
@@ -233,7 +235,7 @@ class _Core:
         self.consumers, self.prefetch, self.chunksize = consumers, prefetch, chunksize
         self.timeout, self.timeline = timeout, timeline
         self.capacity = None if buffer is None else buffer + consumers * (1 + prefetch)  # hand-offs in the system
-        self.stats = {"items": 0, "via shared memory": 0, "pickled": 0, "waited for a slot": 0}
+        self.stats = {"items": 0, "hand-offs": 0, "via shared memory": 0, "pickled": 0, "waited for a slot": 0}
         self.out = queue.SimpleQueue()  # (kind, seq, count, in_slot, body, process) for the caller, in order
         self.returned = queue.SimpleQueue()  # slots the caller's thread has finished with
         self.slot_wanted = False  # the producer waits for a slot: ring when one comes back
@@ -470,31 +472,36 @@ def _wait_for_results(core):
 
 
 def _results(core):
-    """The caller's side: every result in order, one at a time, unpickled here (off the dispatcher's path)."""
+    """The caller's side: every result in order, one at a time, unpickled here (off the dispatcher's path).
+
+    ``(RESULT, seq, count, flags, body, process)``: ``body`` is the result's
+    pickle (a batch's list of results with the LIST flag; an ArrayRef to a
+    result in its slot with IN_SLOT).
+    """
     out, loads, timeline = core.out, pickle.loads, core.timeline
     while True:
         if core.closing:
             raise ValueError(_CLOSED_MESSAGE)
         entry = _wait_for_results(core) if out.empty() else out.get()
         if entry[0] is RESULT:
-            _, seq, count, in_slot, body, process = entry
+            _, seq, count, flags, body, process = entry
             try:
                 value = loads(body)
             except BaseException as exc:  # the result's own unpickling failed: end the run, keep the error's type
                 core.finished = True
                 core.close()
                 raise _unpickling_failed(exc, process, seq) from None
-            if in_slot:
+            if flags & IN_SLOT:
                 value = core.receive_array(value)
             if timeline.enabled:
                 timeline.add(time.perf_counter(), "main", "emitted", seq)
-            if count == 1:
-                core.took_one()
-                yield value
-            else:
+            if flags & LIST:
                 yield from value[:-1]
                 core.took_one()
                 yield value[-1]
+            else:
+                core.took_one()
+                yield value
             continue
         core.finished = True
         core.close_pool()  # every result before this one has been lent or copied

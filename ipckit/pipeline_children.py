@@ -62,6 +62,7 @@ STOP = 10  # main -> consumer: leave
 BIG_PICKLED = 1  # an item: a big array that travels pickled (bigger than a slot, or no pool)
 WAITED = 2  # an item: the producer waited for a free slot before it could send it
 IN_SLOT = 4  # a result: an ArrayRef to the result, which lies in the item's slot
+LIST = 8  # a result: the list of a batch's results
 
 
 def frame(kind, seq=0, body=b"", flags=0, count=1, slot=-1, t1=0.0, t2=0.0):
@@ -325,13 +326,14 @@ def _run_producer(produce, args, out, control, credits, lifeline, capacity, chun
         doing = "in produce(), before the first item"
         for item in produce(*args):
             produced = _clock(timed)
-            allowance.wait_for(seq)  # backpressure: wait until the caller's loop has made room
             slot, flags = -1, 0
             if _is_big_array(item):
+                allowance.wait_for(seq)  # a credit first, then a slot: a slot is only taken for an item that may go
                 item, slot, flags = slots.place(item)  # what travels is the slot's ArrayRef
             doing = f"while pickling item {seq}"
             body = dumps(item, protocol)  # main forwards it unopened
             del item
+            allowance.wait_for(seq)  # backpressure: wait until the caller's loop has made room
             write_all(out_fd, frame(ITEM, seq, body, flags, 1, slot, produced, _clock(timed)))
             doing = f"in produce(), after item {seq}"
             seq += 1
@@ -357,19 +359,52 @@ class _LockedWriter:
             write_all(self.fd, data)
 
 
+class _Pickled:
+    """An item in a batch that was pickled at once, as it was yielded (it may be changed later)."""
+
+    __slots__ = ("blob",)
+
+    def __init__(self, blob):
+        self.blob = blob
+
+
+class _Alone:
+    """A big array, which travels as a hand-off of its own (in its slot, or pickled)."""
+
+    __slots__ = ("body", "slot", "flags")
+
+    def __init__(self, body, slot, flags):
+        self.body, self.slot, self.flags = body, slot, flags
+
+
+class _Last:
+    """The last frame the producer sends: the end of the stream, or its error."""
+
+    __slots__ = ("frame",)
+
+    def __init__(self, frame):
+        self.frame = frame
+
+
+_PLAIN = frozenset({int, float, complex, str, bytes, bool, type(None)})  # cannot change once yielded
+
+
 class _Batcher:
     """The producer's sender thread with ``chunksize > 1``: batches of what is ready, never a wait for more.
 
-    The main thread runs ``produce``, pickles each item at once (a generator may
-    reuse an object it yielded) and queues it here; this thread takes whatever
-    is queued, up to ``chunksize`` items, as one batch, as soon as it has an
-    allowance. So a fast producer fills batches while the sender writes, and a
-    slow one sends each item alone, without waiting for a full batch.
+    The main thread runs ``produce`` and queues each item: a number, string or
+    bytes as it is (it cannot change), anything else pickled at once (a
+    generator may change an object it yielded), a big array as a frame of its
+    own. This thread takes whatever is queued, up to ``chunksize`` items, as
+    one batch, as soon as it has a credit for it: a fast producer fills batches
+    while this thread writes, a slow one sends each item alone, and no item
+    waits for a batch to fill.
     """
 
     def __init__(self, send, allowance, chunksize, timed):
         self.send, self.allowance, self.chunksize, self.timed = send, allowance, chunksize, timed
-        self.queued = deque()  # (seq, body, slot, flags, produced), or ("end", frame bytes)
+        self.queued = deque()  # items, _Pickled, _Alone, then a _Last
+        self.times = deque()  # when each queued item was produced (with the timeline only)
         self.ready = queue.SimpleQueue()  # tokens: something was queued (this thread waits on it)
         self.room = queue.SimpleQueue()  # tokens: room was made (the producer waits on it)
         self.sender_waits = self.producer_waits = False
@@ -377,28 +412,31 @@ class _Batcher:
         self.thread = threading.Thread(target=self._send, name="ipckit-batcher", daemon=True)
         self.thread.start()
 
-    def put(self, entry):
-        if self.gone:
-            raise _Orphaned
-        queued = self.queued
-        queued.append(entry)
+    def wake_sender(self):
         if self.sender_waits:
             self.sender_waits = False
             self.ready.put(None)
-        while len(queued) >= self.chunksize and not self.gone:  # a batch is waiting: make no more for now
+
+    def wait_for_room(self):
+        """Block while two batches' worth are queued (the sender is busy, or waits for a credit)."""
+        while len(self.queued) >= 2 * self.chunksize and not self.gone:
             self.producer_waits = True
-            if len(queued) >= self.chunksize:
+            if len(self.queued) >= 2 * self.chunksize and not self.gone:
                 self.room.get()
             self.producer_waits = False
+        if self.gone:
+            raise _Orphaned
 
     def finish(self, last_frame):
         """Send what is queued, then ``last_frame`` (the end of the stream or an error); wait for it."""
-        self.put(("end", last_frame))
+        self.queued.append(_Last(last_frame))
+        self.wake_sender()
         self.thread.join()
 
     def _send(self):
-        queued, chunksize, send = self.queued, self.chunksize, self.send
-        handoff = 0
+        queued, times, chunksize, send, timed = self.queued, self.times, self.chunksize, self.send, self.timed
+        handoff = seq = 0
+        dumps, protocol = pickle.dumps, pickle.HIGHEST_PROTOCOL
         try:
             while True:
                 while not queued:
@@ -406,29 +444,34 @@ class _Batcher:
                     if not queued:
                         self.ready.get()
                     self.sender_waits = False
-                if queued[0][0] == "end":
-                    send(queued.popleft()[1])
+                first = queued[0]
+                if type(first) is _Last:
+                    send(first.frame)
                     return
                 self.allowance.wait_for(handoff)
-                batch = [queued.popleft()]
-                if batch[0][2] < 0:  # an item in a slot travels alone
-                    while queued and len(batch) < chunksize and queued[0][0] != "end" and queued[0][2] < 0:
-                        batch.append(queued.popleft())
+                if type(first) is _Alone:
+                    queued.popleft()
+                    produced = times.popleft() if timed else 0.0
+                    data = frame(ITEM, seq, first.body, first.flags, 1, first.slot, produced, _clock(timed))
+                    count = 1
+                else:
+                    popleft = queued.popleft
+                    values = [popleft() for _ in range(min(chunksize, len(queued)))]
+                    pickled = []
+                    if not set(map(type, values)) <= _PLAIN:
+                        values, pickled = _unwrap(values, queued)
+                    count = len(values)
+                    produced = times.popleft() if timed else 0.0
+                    for _ in range(count - 1 if timed else 0):
+                        times.popleft()
+                    body = dumps((values, pickled), protocol)
+                    data = HEADER.pack(len(body), BATCH, 0, count, -1, seq, produced, _clock(timed)) + body
                 if self.producer_waits:
                     self.producer_waits = False
                     self.room.put(None)
-                seq, body, slot, flags, produced = batch[0]
-                sent = _clock(self.timed)
-                if len(batch) == 1 and slot >= 0:
-                    data = frame(ITEM, seq, body, flags, 1, slot, produced, sent)
-                else:
-                    flags = 0
-                    for entry in batch:
-                        flags |= entry[3]
-                    bodies = pickle.dumps([entry[1] for entry in batch], pickle.HIGHEST_PROTOCOL)
-                    data = frame(BATCH, seq, bodies, flags, len(batch), -1, produced, sent)
                 send(data)
                 handoff += 1
+                seq += count
         except (_Orphaned, OSError):
             pass
         finally:
@@ -436,25 +479,53 @@ class _Batcher:
             self.room.put(None)
 
 
+def _unwrap(values, queued):
+    """A batch with more than plain values in it: cut it before a big array or the end (they go
+    back to the queue's front), and unwrap the items pickled one by one (their places are returned)."""
+    for index, value in enumerate(values):
+        if type(value) in (_Alone, _Last):
+            queued.extendleft(reversed(values[index:]))
+            values = values[:index]
+            break
+    pickled = [index for index, value in enumerate(values) if type(value) is _Pickled]
+    for index in pickled:
+        values[index] = values[index].blob
+    return values, pickled
+
+
 def _produce_in_batches(produce, args, send, slots, allowance, chunksize, timed):
     batcher = _Batcher(send, allowance, chunksize, timed)
+    queued, times, plain = batcher.queued, batcher.times, _PLAIN
     dumps, protocol, seq = pickle.dumps, pickle.HIGHEST_PROTOCOL, 0
-    doing = "in produce(), before the first item"
+    limit = 2 * chunksize
+    doing = None  # what failed, if not produce() itself (said lazily: an f-string per item is too dear here)
     try:
         for item in produce(*args):
-            produced = _clock(timed)
-            slot, flags = -1, 0
-            if _is_big_array(item):
-                item, slot, flags = slots.place(item)
-            doing = f"while pickling item {seq}"
-            body = dumps(item, protocol)
+            if timed:
+                times.append(time.perf_counter())
+            if type(item) in plain:
+                queued.append(item)
+            elif _is_big_array(item):
+                doing = f"while placing item {seq} in shared memory"
+                ref, slot, flags = slots.place(item)
+                doing = f"while pickling item {seq}"
+                queued.append(_Alone(dumps(ref, protocol), slot, flags))
+                doing = None
+            else:
+                doing = f"while pickling item {seq}"
+                queued.append(_Pickled(dumps(item, protocol)))
+                doing = None
             del item
-            batcher.put((seq, body, slot, flags, produced))
-            doing = f"in produce(), after item {seq}"
             seq += 1
+            if batcher.sender_waits:
+                batcher.wake_sender()
+            if len(queued) >= limit:
+                batcher.wait_for_room()
     except _Orphaned:
         raise
     except BaseException as exc:  # after the items before it, like any other end
+        if doing is None:
+            doing = f"in produce(), after item {seq - 1}" if seq else "in produce(), before the first item"
         batcher.finish(frame(ERROR, body=pickle.dumps(error_record(exc, doing), protocol)))
         return
     batcher.finish(frame(DONE, seq))
@@ -517,15 +588,18 @@ def _run_consumer(consume, conn, lifeline, timed, close_fds):
                     doing = f"while pickling the result of item {seq}"
                     body = dumps(result, protocol)
                 else:  # a batch: its results travel back together, as a list
+                    values, pickled = loads(body)
+                    for index in pickled:  # the items that were pickled one by one
+                        doing = f"while unpickling item {seq + index}"
+                        values[index] = loads(values[index])
                     started = _clock(timed)
                     results = []
-                    for index, blob in enumerate(loads(body)):
-                        doing = f"while unpickling item {seq + index}"
-                        item = loads(blob)
-                        doing = f"on item {seq + index}"
-                        results.append(consume(item))
+                    try:
+                        results.extend(map(consume, values))  # on an error, the results before it are in
+                    except BaseException as exc:
+                        raise _Failed(exc, f"on item {seq + len(results)}") from None
                     finished = _clock(timed)
-                    flags = payload = result = 0
+                    flags, payload, result = LIST, 0, 0
                     body = _pickle_results(results, seq)
                 del payload, result
                 write_all(fd, HEADER.pack(len(body), RESULT, flags, count, slot, seq, started, finished) + body)

@@ -227,6 +227,7 @@ class _Dispatcher:
             kind, flags, count, slot, seq, produced, sent, body, whole = entry
             if kind == ITEM or kind == BATCH:
                 stats["items"] += count
+                stats["hand-offs"] += 1
                 if slot >= 0:
                     self.slot_of[seq] = slot
                     stats["via shared memory"] += 1
@@ -296,10 +297,9 @@ class _Dispatcher:
             self.timeline.add(started, worker.name, "started", seq)
             self.timeline.add(finished, worker.name, "finished", seq)
         slot = self.slot_of.pop(seq, -1)
-        in_slot = bool(flags & IN_SLOT)
-        if slot >= 0 and not in_slot:  # the result travelled pickled: the slot is free at once
+        if slot >= 0 and not flags & IN_SLOT:  # the result travelled pickled: the slot is free at once
             self.give_slot(slot)
-        result = (RESULT, seq, count, in_slot, body, worker.name)
+        result = (RESULT, seq, count, flags, body, worker.name)
         if seq != self.next_out:
             self.done[seq] = result
             return
