@@ -252,7 +252,8 @@ class _Core:
         self.workers = []
         self.items = self.control = None
         self.credit_fd = None  # main's end of the producer's credit pipe (caller's thread only)
-        self.owed = 0  # credits earned by the caller's loop, not yet written
+        self.received = 0  # hand-offs the dispatcher has received (written by it only)
+        self.taken = 0  # hand-offs whose results the caller's loop has taken (written by its thread only)
         self.step = max(1, (self.capacity or 0) // 2)  # credits go out in steps this big (and before any wait)
         self.lifeline = None
         self.thread = None
@@ -337,29 +338,17 @@ class _Core:
 
     # -- the caller's thread -------------------------------------------------------------
 
-    def took_one(self):
-        """The caller's loop took a hand-off's last result: a credit for the producer."""
-        if self.credit_fd is not None:
-            self.owed += 1
-            if self.owed >= self.step:
-                self.pay()
-
-    def pay(self):
-        """Write the credits owed (before the caller waits, too: the producer may be waiting for them)."""
-        owed = self.owed
-        if not owed:
-            return
+    def pay(self, owed):
+        """Write ``owed`` credits (one byte each) for the producer; return how many went (caller's thread)."""
         with self.lock:
             if self.credit_fd is None:
-                self.owed = 0
-                return
+                return owed
             try:
-                written = os.write(self.credit_fd, _CREDITS[: min(owed, len(_CREDITS))])
-            except BlockingIOError:  # the producer has a pipe full of credits: plenty
-                return
+                return os.write(self.credit_fd, _CREDITS[: min(owed, len(_CREDITS))])
+            except BlockingIOError:  # the producer has a pipe full of credits: plenty for now
+                return 0
             except OSError:  # the producer has finished or gone
-                written = owed
-        self.owed -= written
+                return owed
 
     def receive_array(self, ref):
         """A result in its slot: lent to the caller without a copy, or copied out once enough are lent."""
@@ -458,31 +447,29 @@ def _unpickling_failed(exc, process, seq):
     return error
 
 
-def _wait_for_results(core):
-    """Block until the dispatcher has something for the caller; pay the credits first, so the producer can go on."""
-    core.pay()
-    while True:
-        try:
-            return core.out.get(timeout=POLL)
-        except queue.Empty:
-            if core.closing:
-                raise ValueError(_CLOSED_MESSAGE) from None
-            if not core.thread.is_alive() and core.out.empty():
-                raise RuntimeError("the pipeline's dispatcher thread ended without a word (a bug in ipckit)") from None
-
-
 def _results(core):
     """The caller's side: every result in order, one at a time, unpickled here (off the dispatcher's path).
 
-    ``(RESULT, seq, count, flags, body, process)``: ``body`` is the result's
-    pickle (a batch's list of results with the LIST flag; an ArrayRef to a
-    result in its slot with IN_SLOT).
+    The dispatcher's entries are ``(RESULT, seq, count, flags, body, process)``:
+    ``body`` is the result's pickle (a batch's list of results with the LIST
+    flag; an ArrayRef to a result in its slot with IN_SLOT). For each hand-off
+    whose results the loop has taken, the producer gets a credit; they are
+    written in steps of half the capacity, and before this thread waits while
+    fewer than a step are still to come (the producer may be waiting for them;
+    with more on their way, this thread will wake for them and pay then).
     """
     out, loads, timeline = core.out, pickle.loads, core.timeline
+    credits = core.credit_fd is not None
+    owed, step = 0, core.step
     while True:
         if core.closing:
             raise ValueError(_CLOSED_MESSAGE)
-        entry = _wait_for_results(core) if out.empty() else out.get()
+        if out.empty():
+            if owed and core.received - core.taken < step:  # few left to come: the producer must not wait
+                owed -= core.pay(owed)
+            entry = _wait_for_results(core)
+        else:
+            entry = out.get()
         if entry[0] is RESULT:
             _, seq, count, flags, body, process = entry
             try:
@@ -497,11 +484,13 @@ def _results(core):
                 timeline.add(time.perf_counter(), "main", "emitted", seq)
             if flags & LIST:
                 yield from value[:-1]
-                core.took_one()
-                yield value[-1]
-            else:
-                core.took_one()
-                yield value
+                value = value[-1]
+            core.taken += 1
+            if credits:
+                owed += 1
+                if owed >= step:
+                    owed -= core.pay(owed)
+            yield value
             continue
         core.finished = True
         core.close_pool()  # every result before this one has been lent or copied
@@ -510,6 +499,18 @@ def _results(core):
         if entry[0] is CLOSED:
             raise ValueError(_CLOSED_MESSAGE)
         return
+
+
+def _wait_for_results(core):
+    """Block until the dispatcher has something for the caller, checking now and then that it still runs."""
+    while True:
+        try:
+            return core.out.get(timeout=POLL)
+        except queue.Empty:
+            if core.closing:
+                raise ValueError(_CLOSED_MESSAGE) from None
+            if not core.thread.is_alive() and core.out.empty():
+                raise RuntimeError("the pipeline's dispatcher thread ended without a word (a bug in ipckit)") from None
 
 
 _AUTO = "auto"

@@ -93,43 +93,52 @@ class Reader:
     def __init__(self, fd, size=1 << 16):
         self.fd = fd
         self.size = size
-        self.buffer = bytearray(size)
+        self._use(bytearray(size))
         self.start = self.end = 0  # the bytes not yet returned: buffer[start:end]
         self.needed = 0  # the size of the partial frame at start, once its header is in
 
-    def _make_room(self):
-        """Room to read into after ``end``, and for the whole partial frame from ``start``."""
-        if self.start == self.end:
-            self.start = self.end = 0
-            if len(self.buffer) > 4 * self.size and self.needed <= self.size:
-                self.buffer = bytearray(self.size)  # a big frame has gone: give its memory back
-        if self.end < len(self.buffer) and self.start + self.needed <= len(self.buffer):
-            return
-        pending = self.end - self.start
-        if self.start:  # move the partial frame to the front
-            self.buffer[:pending] = self.buffer[self.start:self.end]
-            self.start, self.end = 0, pending
-        wanted = max(self.needed, pending + 1)
-        if wanted > len(self.buffer) or self.end == len(self.buffer):
-            self.buffer.extend(bytes(max(wanted, 2 * len(self.buffer)) - len(self.buffer)))
+    def _use(self, buffer):
+        self.buffer = buffer
+        self.view = memoryview(buffer)  # kept: making one per read costs more than the read
+        self.all_of_it = [self.view]
 
     def read(self):
         """Read once (it blocks on a blocking pipe with nothing in it); EOFError at the end."""
-        self._make_room()
-        with memoryview(self.buffer) as view:
-            got = os.readv(self.fd, [view[self.end:]])
+        if self.start == self.end:  # the usual case: everything read so far has been returned
+            self.start = self.end = 0
+            if self.needed > len(self.buffer) or (len(self.buffer) > 4 * self.size and self.needed <= self.size):
+                self.view.release()
+                self._use(bytearray(max(self.needed, self.size)))  # fit a big frame, or give its memory back
+            got = os.readv(self.fd, self.all_of_it)
+        else:
+            self._make_room()
+            got = os.readv(self.fd, [self.view[self.end:]])
         if not got:
             raise EOFError
         self.end += got
         return self._frames()
+
+    def _make_room(self):
+        """Room to read into after ``end``, and for the whole partial frame from ``start``."""
+        pending = self.end - self.start
+        wanted = max(self.needed, pending + 1)
+        if self.end < len(self.buffer) and self.start + wanted <= len(self.buffer):
+            return
+        keep = bytes(self.view[self.start:self.end])
+        if wanted <= len(self.buffer):
+            self.buffer[:pending] = keep  # move the partial frame to the front
+        else:
+            self.view.release()
+            self._use(bytearray(max(wanted, 2 * len(self.buffer))))
+            self.buffer[:pending] = keep
+        self.start, self.end = 0, pending
 
     def _frames(self):
         """The whole frames in the buffer (one copy of them all); the part of a frame stays."""
         size, start, end = HEADER.size, self.start, self.end
         if end - start < max(size, self.needed):  # not even one whole frame yet: copy nothing
             return []
-        with memoryview(self.buffer) as view:
-            chunk = memoryview(bytes(view[start:end]))
+        chunk = memoryview(self.view[start:end].tobytes())
         frames, at, last = [], 0, end - start
         unpack = HEADER.unpack_from
         while last - at >= size:

@@ -127,10 +127,9 @@ class _Dispatcher:
 
     State: ``fifo`` holds (seq, count, slot, frame) hand-offs waiting for a
     consumer; ``free`` holds a consumer once for every item it may still take
-    (1 + prefetch when it holds none); each consumer's ``held`` lists what it
-    holds, oldest first; ``done`` holds results that finished before an earlier
-    one; ``slot_of`` maps a hand-off to the slot it occupies until its result is
-    out of that slot.
+    (1 + prefetch when it holds none); each consumer's ``held`` lists the
+    (seq, count, slot) it holds, oldest first; ``done`` holds results that finished before an earlier
+    one.
     """
 
     def __init__(self, core):
@@ -140,7 +139,8 @@ class _Dispatcher:
         self.fifo = deque()
         self.free = deque()
         self.done = {}
-        self.slot_of = {}
+        self.out = core.out
+        self.timeout = core.timeout
         self.next_out = 0  # the first item of the next hand-off the caller gets
         self.total = None  # how many items there are, once the producer says "done"
         self.poller = select.poll()
@@ -228,8 +228,8 @@ class _Dispatcher:
             if kind == ITEM or kind == BATCH:
                 stats["items"] += count
                 stats["hand-offs"] += 1
+                core.received += 1
                 if slot >= 0:
-                    self.slot_of[seq] = slot
                     stats["via shared memory"] += 1
                 elif flags & BIG_PICKLED:
                     stats["pickled"] += 1
@@ -272,41 +272,40 @@ class _Dispatcher:
             return
         except (EOFError, ConnectionResetError):
             raise _died(worker.process) from None
-        results = []
+        held, free, done = worker.held, self.free, []
         for entry in frames:
             if entry[0] == RESULT_FRAME:
-                worker.held.popleft()
-                self.free.append(worker)
-                results.append(entry)
+                done.append((held.popleft()[2], entry))  # results come back in the order of hand-off
+                free.append(worker)
             elif entry[0] == ERROR:
                 raise _Stop(child_error(worker.name, pickle.loads(entry[7])))
-        fifo, free = self.fifo, self.free
+        fifo = self.fifo
         if fifo and free:  # the consumer waits for this: the bookkeeping can wait for it
             while fifo and free:
                 self.hand(free.popleft(), *fifo.popleft())
             if self.timed:
                 self.timeline.add_depth(time.perf_counter(), len(fifo))
-        if self.core.timeout is not None:
-            worker.deadline = time.monotonic() + self.core.timeout * worker.held[0][1] if worker.held else None
-        for entry in results:
-            self.on_result(worker, entry)
+        if self.timeout is not None:
+            worker.deadline = time.monotonic() + self.timeout * held[0][1] if held else None
+        for slot, entry in done:
+            self.on_result(worker, slot, entry)
 
-    def on_result(self, worker, entry):
+    def on_result(self, worker, slot, entry):
+        """File a result: to the caller's queue if it is the next in order, else until its turn."""
         _, flags, count, _, seq, started, finished, body, _ = entry
         if self.timed:
             self.timeline.add(started, worker.name, "started", seq)
             self.timeline.add(finished, worker.name, "finished", seq)
-        slot = self.slot_of.pop(seq, -1)
         if slot >= 0 and not flags & IN_SLOT:  # the result travelled pickled: the slot is free at once
             self.give_slot(slot)
         result = (RESULT, seq, count, flags, body, worker.name)
         if seq != self.next_out:
             self.done[seq] = result
             return
-        out, done = self.core.out, self.done
+        out, done = self.out, self.done
         out.put(result)
         self.next_out += count
-        while self.next_out in done:
+        while done and self.next_out in done:
             result = done.pop(self.next_out)
             out.put(result)
             self.next_out += result[2]
@@ -336,8 +335,8 @@ class _Dispatcher:
         except OSError:  # the consumer died while we were sending
             raise _died(worker.process) from None
         worker.held.append((seq, count, slot))
-        if self.core.timeout is not None and len(worker.held) == 1:
-            worker.deadline = time.monotonic() + self.core.timeout * count
+        if self.timeout is not None and len(worker.held) == 1:
+            worker.deadline = time.monotonic() + self.timeout * count
         if self.timed:
             self.timeline.add(now, "main", "handed", seq)
             self.timeline.add(now, worker.name, "handed", seq)
