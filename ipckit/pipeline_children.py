@@ -18,6 +18,7 @@ What a child does that may fail is named in its error record ("on item 4",
 "while pickling the result of item 4"), so the caller's exception says it.
 """
 import functools
+import math
 import os
 import pickle
 import queue
@@ -33,6 +34,7 @@ from multiprocessing.connection import Connection
 import numpy as np
 
 from .run import error_record
+from .shm import ArrayRef
 
 SHARED_MEMORY_THRESHOLD = 64 * 1024  # bytes; smaller arrays are cheaper to pickle
 MAX_CHUNKSIZE = 65_535  # items in one batch: the header's count field
@@ -238,6 +240,50 @@ def _is_big_array(value):
     return type(value) is np.ndarray and value.dtype.kind in "biufc" and value.nbytes >= SHARED_MEMORY_THRESHOLD
 
 
+class _SlotBytes:
+    """Every slot of a pool as a writable uint8 array, made once per slot.
+
+    ``SlotPool.write`` and ``SlotPool.view`` check their arguments and build a
+    view on every call (about 20 µs for a 77 KB frame, ten times the copy
+    itself); a child that moves thousands of items per second keeps one view
+    per slot instead, made through the pool's own ``view``, and cuts arrays
+    from it.
+    """
+
+    def __init__(self, pool):
+        self.pool = pool
+        self._views = {}
+        self._opened = []  # the pool's view contexts, left when the pool closes
+
+    def _slot(self, slot):
+        view = self._views.get(slot)
+        if view is None:
+            context = self.pool.view(self.pool.ref(slot, (self.pool.slot_bytes,), np.uint8))
+            view = self._views[slot] = context.__enter__()
+            self._opened.append(context)
+        return view
+
+    def array(self, ref):
+        """The array ``ref`` (an ArrayRef made by this pool) describes, in place."""
+        dtype = np.dtype(ref.dtype)
+        start = ref.offset - ref.slot * self.pool.stride
+        nbytes = math.prod(ref.shape) * dtype.itemsize
+        return self._slot(ref.slot)[start:start + nbytes].view(dtype).reshape(ref.shape)
+
+    def write(self, slot, array):
+        """Copy ``array`` into ``slot``; return its ArrayRef (what travels)."""
+        target = self._slot(slot)[:array.nbytes].view(array.dtype).reshape(array.shape)
+        np.copyto(target, array, casting="no")
+        return ArrayRef(self.pool.name, slot * self.pool.stride, array.shape, array.dtype.str, slot)
+
+    def close(self):
+        self._views.clear()
+        for context in self._opened:
+            context.__exit__(None, None, None)
+        self._opened.clear()
+        self.pool.close()
+
+
 # --- the producer -----------------------------------------------------------------------
 
 
@@ -284,7 +330,8 @@ class _Slots:
             raise _Orphaned from None
         for kind, _, _, slot, _, _, _, body, _ in frames:
             if kind == POOL:
-                self.pool, self.known = pickle.loads(body), True
+                pool, self.known = pickle.loads(body), True
+                self.pool = None if pool is None else _SlotBytes(pool)
             elif kind == SLOT:
                 self.free.append(slot)
 
@@ -295,7 +342,7 @@ class _Slots:
             self.send(frame(WANT_POOL, seq=array.nbytes))
         while not self.known:
             self._take(block=True)
-        if self.pool is None or array.nbytes > self.pool.slot_bytes:
+        if self.pool is None or array.nbytes > self.pool.pool.slot_bytes:
             return array, -1, BIG_PICKLED
         flags = 0
         if not self.free:
@@ -543,26 +590,27 @@ def _produce_in_batches(produce, args, send, slots, allowance, chunksize, timed)
 # --- the consumers ----------------------------------------------------------------------
 
 
-def _in_slot(result, pool, ref, item_view):
+def _in_slot(result, slots, ref):
     """Where a big array result goes back: (what travels, True), or (result, False) to pickle it.
 
     A result that lies in the item's slot already (the input, mutated in place,
     or a contiguous part of it) travels as a ref, with no copy at all; any
     other array of numbers that fits is copied into the item's slot.
     """
-    if not _is_big_array(result) or result.nbytes > pool.slot_bytes:
+    slot_bytes = slots.pool.slot_bytes
+    if not _is_big_array(result) or result.nbytes > slot_bytes:
         return result, False
-    base = item_view.__array_interface__["data"][0]
-    start = result.__array_interface__["data"][0]
-    if result.flags.c_contiguous and base <= start and start + result.nbytes <= base + pool.slot_bytes:
-        return ref._replace(offset=ref.offset + start - base, shape=result.shape, dtype=result.dtype.str), True
-    return pool.write(ref.slot, result), True  # numpy copes with a result that overlaps the slot
+    base = ref.slot * slots.pool.stride
+    start = result.__array_interface__["data"][0] - slots._slot(ref.slot).__array_interface__["data"][0]
+    if result.flags.c_contiguous and 0 <= start and start + result.nbytes <= slot_bytes:
+        return ArrayRef(ref.name, base + start, result.shape, result.dtype.str, ref.slot), True
+    return slots.write(ref.slot, result), True  # numpy copes with a result that overlaps the slot
 
 
 def _run_consumer(consume, conn, lifeline, timed, close_fds):
     """A consumer process: take items (one at a time, or a few ahead with prefetch) and send results in order."""
     fd = conn.fileno()
-    pool = None
+    slots = None
     doing = "while starting"
     dumps, loads, protocol = pickle.dumps, pickle.loads, pickle.HIGHEST_PROTOCOL
     try:
@@ -578,7 +626,7 @@ def _run_consumer(consume, conn, lifeline, timed, close_fds):
                 if kind == STOP:
                     return
                 if kind == POOL:
-                    pool = loads(body)
+                    slots = _SlotBytes(loads(body))
                     continue
                 if kind == ITEM:
                     doing = f"while unpickling item {seq}"
@@ -587,9 +635,7 @@ def _run_consumer(consume, conn, lifeline, timed, close_fds):
                     started = _clock(timed)
                     flags = 0
                     if slot >= 0:
-                        with pool.view(payload) as item:
-                            result, in_slot = _in_slot(consume(item), pool, payload, item)
-                            del item
+                        result, in_slot = _in_slot(consume(slots.array(payload)), slots, payload)
                         flags = IN_SLOT if in_slot else 0
                     else:
                         result = consume(payload)
@@ -617,8 +663,8 @@ def _run_consumer(consume, conn, lifeline, timed, close_fds):
     except BaseException as exc:
         _report(fd, exc, doing)
     finally:
-        if pool is not None:
-            pool.close()
+        if slots is not None:
+            slots.close()
 
 
 def _pickle_results(results, seq):

@@ -42,7 +42,8 @@ from .run import WorkerDied, WorkerTimeout, child_error
 from .shm import NotEnoughSharedMemory, SlotPool
 
 RESULT, END, FAILED, CLOSED = "result", "end", "failed", "closed"  # kinds of what the caller's loop receives
-UNBOUNDED_EXTRA_SLOTS = 4  # slots beyond those the consumers hold when the buffer is unbounded
+ON_THEIR_WAY = 2  # slots beyond those the consumers hold: items on their way to a consumer
+UNBOUNDED_EXTRA_SLOTS = 4  # the same when the buffer is unbounded
 LENT_AT_MOST = 4  # results handed to the caller in their slot, without a copy, at one time
 STOP_GRACE = 0.5  # seconds a child gets to leave by itself before it is terminated
 _READABLE = select.POLLIN | select.POLLHUP | select.POLLERR
@@ -139,7 +140,7 @@ class _Dispatcher:
         self.fifo = deque()
         self.free = deque()
         self.done = {}
-        self.out = core.out
+        self.deliver = []  # results in order, for the caller's queue at the end of this round
         self.timeout = core.timeout
         self.next_out = 0  # the first item of the next hand-off the caller gets
         self.total = None  # how many items there are, once the producer says "done"
@@ -173,13 +174,17 @@ class _Dispatcher:
             self.watch(worker.process.sentinel, self.on_exit, worker)
         for _ in range(1 + core.prefetch):  # round robin: every consumer gets one before any gets two
             self.free.extend(core.workers)
-        poll, handlers, returned = self.poller.poll, self.handlers, core.returned
+        poll, handlers, returned, deliver, put = self.poller.poll, self.handlers, core.returned, self.deliver, core.out.put
         timeout = core.timeout
         while self.total is None or self.next_out < self.total:
             for fd, events in poll(None if timeout is None else self.until_deadline()):
                 handler = handlers.get(fd)
                 if handler is not None and handler[0](handler[1], events) is False:
                     return False
+            if deliver:  # last, just before this thread waits again: the caller's thread wakes to a free GIL
+                for result in deliver:
+                    put(result)
+                deliver.clear()
             if timeout is not None:
                 self.check_deadlines()
             if not returned.empty():
@@ -302,12 +307,12 @@ class _Dispatcher:
         if seq != self.next_out:
             self.done[seq] = result
             return
-        out, done = self.out, self.done
-        out.put(result)
+        deliver, done = self.deliver, self.done
+        deliver.append(result)
         self.next_out += count
         while done and self.next_out in done:
             result = done.pop(self.next_out)
-            out.put(result)
+            deliver.append(result)
             self.next_out += result[2]
 
     def on_exit(self, role, events):
@@ -342,11 +347,15 @@ class _Dispatcher:
             self.timeline.add(now, worker.name, "handed", seq)
 
     def make_pool(self, slot_bytes):
-        """Slots for every hand-off the system may hold and every result the caller may keep, plus one;
-        fewer if /dev/shm is short (then nothing is lent); none at all if not even two fit (all pickled).
+        """Slots for what the consumers may hold and a few on their way, for the results the caller may
+        keep, plus one; fewer if /dev/shm is short (then nothing is lent); none at all if not even two fit
+        (then big arrays are pickled). Not one per credit: a wide window for small items must not cost
+        shared memory, so when every slot is in use the producer waits for one.
         Every slot goes to the producer at once: it takes one for each big item."""
         core = self.core
-        working = core.capacity or core.consumers * (1 + core.prefetch) + UNBOUNDED_EXTRA_SLOTS
+        working = core.consumers * (1 + core.prefetch) + (ON_THEIR_WAY if core.capacity else UNBOUNDED_EXTRA_SLOTS)
+        if core.capacity:
+            working = min(working, core.capacity)
         slots = working + LENT_AT_MOST + 1
         pool = None
         while pool is None and slots >= 2:
