@@ -161,6 +161,9 @@ class _Dispatcher:
         """Return True when every result is out, False when the pipeline was closed or dropped first."""
         core = self.core
         self.items = Reader(core.items.fileno())
+        self.producer_open = True
+        self.producer_sent = select.poll()  # to look for items on the way, without waiting
+        self.producer_sent.register(core.items.fileno(), _READABLE)
         self.control = _Outbox(core.control.fileno(), self.poller, reading=False)
         self.handlers[self.control.fd] = (self.on_control_writable, None)
         self.watch(core.items.fileno(), self.on_producer)
@@ -223,6 +226,7 @@ class _Dispatcher:
         try:
             frames = self.items.read()
         except (EOFError, ConnectionResetError):
+            self.producer_open = False
             self.forget(self.core.items.fileno())
             if self.total is None:
                 raise _died(self.core.producer, "producer") from None
@@ -285,6 +289,8 @@ class _Dispatcher:
             elif entry[0] == ERROR:
                 raise _Stop(child_error(worker.name, pickle.loads(entry[7])))
         fifo = self.fifo
+        if free and not fifo and self.producer_open and self.producer_sent.poll(0):  # one came since we woke
+            self.on_producer(None, 0)
         if fifo and free:  # the consumer waits for this: the bookkeeping can wait for it
             while fifo and free:
                 self.hand(free.popleft(), *fifo.popleft())
