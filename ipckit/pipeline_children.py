@@ -368,7 +368,7 @@ def _run_producer(produce, args, out, control, credits, lifeline, capacity, chun
     """The producer process: run ``produce(*args)``, send each item (or batch) once allowed."""
     out_fd = out.fileno()
     slots = None
-    doing = "while starting"
+    doing, at = "while starting", None  # what it does, said on an error: "...{}".format(at), never per item
     try:
         _become_a_worker(close_fds, lifeline)
         allowance = _Credits(credits, capacity)
@@ -386,18 +386,18 @@ def _run_producer(produce, args, out, control, credits, lifeline, capacity, chun
             if _is_big_array(item):
                 allowance.wait_for(seq)  # a credit first, then a slot: a slot is only taken for an item that may go
                 item, slot, flags = slots.place(item)  # what travels is the slot's ArrayRef
-            doing = f"while pickling item {seq}"
+            doing, at = "while pickling item {}", seq
             body = dumps(item, protocol)  # main forwards it unopened
             del item
             allowance.wait_for(seq)  # backpressure: wait until the caller's loop has made room
             write_all(out_fd, frame(ITEM, seq, body, flags, 1, slot, produced, _clock(timed)))
-            doing = f"in produce(), after item {seq}"
+            doing = "in produce(), after item {}"
             seq += 1
         write_all(out_fd, frame(DONE, seq))
     except (_Orphaned, BrokenPipeError):
         pass
     except BaseException as exc:
-        _report(out_fd, exc, doing)
+        _report(out_fd, exc, doing.format(at))
     finally:
         if slots is not None:
             slots.close()
@@ -611,7 +611,7 @@ def _run_consumer(consume, conn, lifeline, timed, close_fds):
     """A consumer process: take items (one at a time, or a few ahead with prefetch) and send results in order."""
     fd = conn.fileno()
     slots = None
-    doing = "while starting"
+    doing, at = "while starting", None  # what it does, said on an error: "...{}".format(at), never per item
     dumps, loads, protocol = pickle.dumps, pickle.loads, pickle.HIGHEST_PROTOCOL
     try:
         _become_a_worker(close_fds, lifeline)
@@ -629,9 +629,9 @@ def _run_consumer(consume, conn, lifeline, timed, close_fds):
                     slots = _SlotBytes(loads(body))
                     continue
                 if kind == ITEM:
-                    doing = f"while unpickling item {seq}"
+                    doing, at = "while unpickling item {}", seq
                     payload = loads(body)
-                    doing = f"on item {seq}"
+                    doing = "on item {}"
                     started = _clock(timed)
                     flags = 0
                     if slot >= 0:
@@ -640,12 +640,12 @@ def _run_consumer(consume, conn, lifeline, timed, close_fds):
                     else:
                         result = consume(payload)
                     finished = _clock(timed)
-                    doing = f"while pickling the result of item {seq}"
+                    doing = "while pickling the result of item {}"
                     body = dumps(result, protocol)
                 else:  # a batch: its results travel back together, as a list
                     values, pickled = loads(body)
                     for index in pickled:  # the items that were pickled one by one
-                        doing = f"while unpickling item {seq + index}"
+                        doing, at = "while unpickling item {}", seq + index
                         values[index] = loads(values[index])
                     started = _clock(timed)
                     results = []
@@ -661,7 +661,7 @@ def _run_consumer(consume, conn, lifeline, timed, close_fds):
     except _Failed as failed:
         _report(fd, failed.error, failed.doing)
     except BaseException as exc:
-        _report(fd, exc, doing)
+        _report(fd, exc, doing.format(at))
     finally:
         if slots is not None:
             slots.close()
