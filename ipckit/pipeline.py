@@ -207,7 +207,9 @@ def _stop_processes(processes, grace):
 
 
 def _give_back(core_ref, slot):
-    """A lent result and all its views are gone (any thread, maybe inside the GC); weak, so a loan keeps nothing alive."""
+    """A lent result and all its views are gone (any thread, maybe inside the GC).
+
+    It holds the machinery weakly, so a loan keeps nothing alive."""
     core = core_ref()
     if core is not None:
         with core.loan_lock:
@@ -277,7 +279,8 @@ class _Core:
                 main_end, child_end = ctx.Pipe()
                 inherited = (main_end.fileno(),) if forked else ()
                 process = ctx.Process(
-                    target=_run_consumer, args=(consume, child_end, lifeline_in, timed, inherited), name=f"consumer-{index}"
+                    target=_run_consumer, name=f"consumer-{index}",
+                    args=(consume, child_end, lifeline_in, timed, self.timeout is None, inherited),
                 )
                 self.workers.append(_Consumer(process.name, process, main_end))
                 try:

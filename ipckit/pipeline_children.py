@@ -37,6 +37,7 @@ from .run import error_record
 from .shm import ArrayRef
 
 SHARED_MEMORY_THRESHOLD = 64 * 1024  # bytes; smaller arrays are cheaper to pickle
+HOLD_RESULTS_AT_MOST = 0.001  # seconds a consumer holds a result while it works on items that came with it
 MAX_CHUNKSIZE = 65_535  # items in one batch: the header's count field
 
 # --- frames ---------------------------------------------------------------------------
@@ -607,8 +608,16 @@ def _in_slot(result, slots, ref):
     return slots.write(ref.slot, result), True  # numpy copes with a result that overlaps the slot
 
 
-def _run_consumer(consume, conn, lifeline, timed, close_fds):
-    """A consumer process: take items (one at a time, or a few ahead with prefetch) and send results in order."""
+def _run_consumer(consume, conn, lifeline, timed, hold, close_fds):
+    """A consumer process: take items (one at a time, or a few ahead with prefetch) and send results in order.
+
+    The results of items that came in one read (with prefetch, or after a
+    wait) go back in one write, so main wakes once for them, unless the
+    first of them has waited ``HOLD_RESULTS_AT_MOST`` (then what is done goes
+    at once). In the strict hand-off a consumer holds one item: nothing waits.
+    With a timeout (``hold`` False) every result goes at once: main times each
+    item from the result before it.
+    """
     fd = conn.fileno()
     slots = None
     doing, at = "while starting", None  # what it does, said on an error: "...{}".format(at), never per item
@@ -622,7 +631,9 @@ def _run_consumer(consume, conn, lifeline, timed, close_fds):
                 frames = reader.read()  # blocks until main sends something
             except (EOFError, ConnectionResetError):
                 return
-            for kind, _, count, slot, seq, _, _, body, _ in frames:
+            held_since = time.perf_counter()
+            held, last = [], len(frames) - 1
+            for index, (kind, _, count, slot, seq, _, _, body, _) in enumerate(frames):
                 if kind == STOP:
                     return
                 if kind == POOL:
@@ -644,9 +655,9 @@ def _run_consumer(consume, conn, lifeline, timed, close_fds):
                     body = dumps(result, protocol)
                 else:  # a batch: its results travel back together, as a list
                     values, pickled = loads(body)
-                    for index in pickled:  # the items that were pickled one by one
-                        doing, at = "while unpickling item {}", seq + index
-                        values[index] = loads(values[index])
+                    for place in pickled:  # the items that were pickled one by one
+                        doing, at = "while unpickling item {}", seq + place
+                        values[place] = loads(values[place])
                     started = _clock(timed)
                     results = []
                     try:
@@ -657,7 +668,11 @@ def _run_consumer(consume, conn, lifeline, timed, close_fds):
                     flags, payload, result = LIST, 0, 0
                     body = _pickle_results(results, seq)
                 del payload, result
-                write_all(fd, HEADER.pack(len(body), RESULT, flags, count, slot, seq, started, finished) + body)
+                held.append(HEADER.pack(len(body), RESULT, flags, count, slot, seq, started, finished) + body)
+                if index == last or not hold or time.perf_counter() - held_since > HOLD_RESULTS_AT_MOST:
+                    write_all(fd, b"".join(held) if len(held) > 1 else held[0])
+                    held.clear()
+                    held_since = time.perf_counter()
     except _Failed as failed:
         _report(fd, failed.error, failed.doing)
     except BaseException as exc:

@@ -177,7 +177,8 @@ class _Dispatcher:
             self.watch(worker.process.sentinel, self.on_exit, worker)
         for _ in range(1 + core.prefetch):  # round robin: every consumer gets one before any gets two
             self.free.extend(core.workers)
-        poll, handlers, returned, deliver, put = self.poller.poll, self.handlers, core.returned, self.deliver, core.out.put
+        poll, handlers, returned = self.poller.poll, self.handlers, core.returned
+        deliver, put = self.deliver, core.out.put
         timeout = core.timeout
         while self.total is None or self.next_out < self.total:
             for fd, events in poll(None if timeout is None else self.until_deadline()):
@@ -292,8 +293,11 @@ class _Dispatcher:
         if free and not fifo and self.producer_open and self.producer_sent.poll(0):  # one came since we woke
             self.on_producer(None, 0)
         if fifo and free:  # the consumer waits for this: the bookkeeping can wait for it
+            later = {}
             while fifo and free:
-                self.hand(free.popleft(), *fifo.popleft())
+                self.hand(free.popleft(), *fifo.popleft(), later)
+            for receiver, data in later.items():  # one write for all that go to one consumer
+                self.send(receiver, data[0] if len(data) == 1 else b"".join(data))
             if self.timed:
                 self.timeline.add_depth(time.perf_counter(), len(fifo))
         if self.timeout is not None:
@@ -336,21 +340,29 @@ class _Dispatcher:
 
     # -- actions -----------------------------------------------------------------------
 
-    def hand(self, worker, seq, count, slot, data):
+    def hand(self, worker, seq, count, slot, data, later=None):
+        """Send a hand-off to ``worker`` now, or add it to ``later`` (worker -> frames) to send with others."""
         if slot >= 0 and not worker.has_pool:
             worker.has_pool = True
             data = frame(POOL, body=pickle.dumps(self.core.pool, pickle.HIGHEST_PROTOCOL)) + bytes(data)
         now = time.perf_counter() if self.timed else 0.0  # before sending: the consumer may start at once
-        try:
-            worker.outbox.send(data)
-        except OSError:  # the consumer died while we were sending
-            raise _died(worker.process) from None
+        if later is not None:
+            later.setdefault(worker, []).append(data)
+        else:
+            self.send(worker, data)
         worker.held.append((seq, count, slot))
         if self.timeout is not None and len(worker.held) == 1:
             worker.deadline = time.monotonic() + self.timeout * count
         if self.timed:
             self.timeline.add(now, "main", "handed", seq)
             self.timeline.add(now, worker.name, "handed", seq)
+
+    @staticmethod
+    def send(worker, data):
+        try:
+            worker.outbox.send(data)
+        except OSError:  # the consumer died while we were sending
+            raise _died(worker.process) from None
 
     def make_pool(self, slot_bytes):
         """Slots for what the consumers may hold and a few on their way, for the results the caller may
