@@ -20,12 +20,24 @@ hand-off at once.
 Two opt-ins trade the strict hand-off for speed with many cheap items:
 
 - ``prefetch=k``: a consumer may hold up to ``1 + k`` items, so it never waits
-  for main between two of them; the cost is that items wait at a consumer
-  rather than in main (a consumer that dies or times out loses those too).
+  for main between two of them (the timeline shows them waiting at the
+  consumer: :meth:`Timeline.held`). The costs: items wait at a consumer rather
+  than in main, a consumer that dies or times out loses those too, and the
+  results of items a consumer got together go back together (a quick one's
+  result waits up to ``HOLD_RESULTS_AT_MOST`` plus the item it is then on).
 - ``chunksize=k``: items travel producer -> main -> consumer in batches of up
   to ``k``. The producer sends whatever it has ready as soon as it may send, so
   no item waits for a batch to fill; results still reach the loop one by one,
   in order. A big array (see below) travels alone.
+
+Which to use: the strict hand-off (the default) when a consumer must not hold
+work it could lose, or when items are expensive (then the hand-off's cost
+disappears in the work, and an idle consumer always gets the next item);
+``prefetch`` and ``chunksize`` for many cheap items, where the hand-offs
+themselves are the cost. For cheap work on big arrays (``a * 2``), one process
+doing everything itself beats every multi-process option: copying an array
+into shared memory costs about what the work does
+(``ipckit.pipeline_speed.big_array_rates`` measures it).
 
 Errors keep their type. An exception in ``produce`` or ``consume`` reaches
 the caller's loop as itself (``except KeyError`` works), with the child's
@@ -50,9 +62,10 @@ Big arrays. A numpy array of at least ``SHARED_MEMORY_THRESHOLD`` bytes, as an
 item or as the result of such an item, travels through a reused
 shared-memory slot (:class:`ipckit.shm.SlotPool`, owned by main); only a
 small reference crosses the pipes. The pool is sized by the first big array,
-for every hand-off the system may hold plus those the caller may keep; when
-every slot is in use the producer waits for one (counted in
-:attr:`OrderedPipeline.stats` as ``"waited for a slot"``) rather than pickle.
+for what the consumers may hold, a few on their way and the results the
+caller may keep (not by the credit window); when every slot is in use the
+producer waits for one (counted in :attr:`OrderedPipeline.stats` as
+``"waited for a slot"``) rather than pickle.
 Only an array bigger than a slot, or one made when ``/dev/shm`` has no room
 for even two slots, is pickled (``"pickled"``). Inside ``consume`` such an item
 is a writable view into its slot, valid during the call: copy it if you keep
@@ -98,6 +111,7 @@ from .checks import check_count, check_timeout
 from .context import get_context, require_importable, resolve_start_method
 from .pipeline_children import (
     _LIVE,
+    HOLD_RESULTS_AT_MOST,
     IN_SLOT,
     LIST,
     MAX_CHUNKSIZE,
@@ -105,10 +119,12 @@ from .pipeline_children import (
     end_lifeline,
     new_lifeline,
 )
-from .pipeline_dispatch import CLOSED, FAILED, RESULT, dispatch
+from .pipeline_dispatch import CLOSED, FAILED, LENT_AT_MOST, RESULT, dispatch
 from .run import WorkerDied, WorkerError, WorkerTimeout, add_note
 
 __all__ = [
+    "HOLD_RESULTS_AT_MOST",
+    "LENT_AT_MOST",
     "SHARED_MEMORY_THRESHOLD",
     "TIMELINE_EVENTS",
     "OrderedPipeline",
