@@ -3,17 +3,20 @@
     python benchmarks/pipeline_targets.py [--rounds 5] [--start-method spawn] [--no-write] [--quick]
 
 Three workloads, every side from the first result to the last (starting
-processes is left out), every result checked:
+processes is left out; with frames and arrays, from a result a little later
+on every side, so that the first use of each shared-memory slot is left out
+too), every result checked:
 
 - tiny items: ints, ``consume`` returns its item. Sides: the bare ping-pong
   limit (two processes bouncing 8 bytes over pipes), ``OrderedPipeline`` with
-  its defaults (the strict hand-off), ``prefetch=1``, ``chunksize=64`` and
-  ``prefetch=1`` with 2 consumers, ``Pool.imap`` (1 worker with chunksize 1 and
-  64, 2 workers), ``ProcessPoolExecutor(1).map``, mpire ``WorkerPool(1).imap``
-  and joblib's generator (``n_jobs=2, return_as="generator"``);
+  its defaults (the strict hand-off), ``prefetch`` (``PREFETCH`` below),
+  ``chunksize=64`` and ``prefetch`` with 2 consumers, ``Pool.imap`` (1 worker
+  with chunksize 1 and 64, 2 workers), ``ProcessPoolExecutor(1).map``, mpire
+  ``WorkerPool(1).imap`` and joblib's generator (``n_jobs=2,
+  return_as="generator"``);
 - frames: 1,000 new 240x320 uint8 frames, producer -> consumer -> main, each
-  checked byte for byte; ``OrderedPipeline`` strict and ``prefetch=1`` against a
-  plain Queue chain of two spawned processes;
+  checked byte for byte; ``OrderedPipeline`` strict and with ``prefetch``
+  against a plain Queue chain of two spawned processes;
 - big arrays: a new 16 MiB float64 array per item, doubled; each result
   checked at one value in every 4 KiB page. The pipeline's consumer doubles the
   array in place (its result then stays in its slot; ``a * 2``, a new array,
@@ -51,6 +54,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from recording import describe_machine, write_block  # noqa: E402  (a module beside this script)
 
 MiB = 2**20
+PREFETCH = 1  # the items a consumer may hold ahead in the prefetch rows
 SECTION = "## Ordered pipeline (benchmarks/pipeline_targets.py)"
 FULL = {"tiny": 20_000, "many": 400_000, "frames": 1_000, "arrays": 48, "slow arrays": 8, "ping-pong": 50_000}
 QUICK = {"tiny": 3_000, "many": 50_000, "frames": 300, "arrays": 8, "slow arrays": 3, "ping-pong": 5_000}
@@ -59,9 +63,9 @@ QUICK = {"tiny": 3_000, "many": 50_000, "frames": 300, "arrays": 8, "slow arrays
 ROWS = [
     ("bare ping-pong limit (round trips)", "tiny", "items/s"),
     ("OrderedPipeline, strict (defaults)", "tiny", "items/s"),
-    ("OrderedPipeline, prefetch=1", "tiny", "items/s"),
+    (f"OrderedPipeline, prefetch={PREFETCH}", "tiny", "items/s"),
     ("OrderedPipeline, chunksize=64", "tiny", "items/s"),
-    ("OrderedPipeline, prefetch=1, 2 consumers", "tiny", "items/s"),
+    (f"OrderedPipeline, prefetch={PREFETCH}, 2 consumers", "tiny", "items/s"),
     ("Pool(1).imap, chunksize=1", "tiny", "items/s"),
     ("Pool(1).imap, chunksize=64", "tiny", "items/s"),
     ("Pool(2).imap, chunksize=1", "tiny", "items/s"),
@@ -69,7 +73,7 @@ ROWS = [
     ("mpire WorkerPool(1).imap, chunk_size=1", "tiny", "items/s"),
     ("joblib Parallel(n_jobs=2, return_as='generator')", "tiny", "items/s"),
     ("frames: OrderedPipeline, strict (defaults)", "frames", "frames/s"),
-    ("frames: OrderedPipeline, prefetch=1", "frames", "frames/s"),
+    (f"frames: OrderedPipeline, prefetch={PREFETCH}", "frames", "frames/s"),
     ("frames: Queue chain producer -> consumer -> main", "frames", "frames/s"),
     ("16 MiB: one process, make and double in a loop", "arrays", "arrays/s"),
     ("16 MiB: OrderedPipeline, doubled in place", "arrays", "arrays/s"),
@@ -79,12 +83,12 @@ ROWS = [
 ]
 TARGETS = [  # (what, row, compared with, at least)
     ("strict hand-off, tiny items", "OrderedPipeline, strict (defaults)", "Pool(1).imap, chunksize=1", 0.45),
-    ("prefetch=1, tiny items, 1 consumer", "OrderedPipeline, prefetch=1", "Pool(1).imap, chunksize=1", 0.8),
-    ("prefetch=1, tiny items, 2 consumers", "OrderedPipeline, prefetch=1, 2 consumers", "Pool(2).imap, chunksize=1",
-     1.0),
+    ("prefetch, tiny items, 1 consumer", f"OrderedPipeline, prefetch={PREFETCH}", "Pool(1).imap, chunksize=1", 0.8),
+    ("prefetch, tiny items, 2 consumers", f"OrderedPipeline, prefetch={PREFETCH}, 2 consumers",
+     "Pool(2).imap, chunksize=1", 1.0),
     ("chunksize=64, tiny items", "OrderedPipeline, chunksize=64", "Pool(1).imap, chunksize=64", 0.5),
-    ("prefetch=1, frames", "frames: OrderedPipeline, prefetch=1", "frames: Queue chain producer -> consumer -> main",
-     1.0),
+    ("prefetch, frames", f"frames: OrderedPipeline, prefetch={PREFETCH}",
+     "frames: Queue chain producer -> consumer -> main", 1.0),
     ("strict hand-off, frames", "frames: OrderedPipeline, strict (defaults)",
      "frames: Queue chain producer -> consumer -> main", 0.6),
     ("16 MiB arrays against Pool", "16 MiB: OrderedPipeline, doubled in place", "16 MiB: Pool(1).imap, a * 2", 20),
@@ -94,22 +98,28 @@ TARGETS = [  # (what, row, compared with, at least)
 
 
 def sides(counts, method):
-    """Row name -> a function that runs that side once and returns (rate, items checked)."""
+    """Row name -> a function that runs that side once and returns (rate, items checked).
+
+    Frames and arrays start each side's clock a little after the first result
+    (the same share of items on every side): the first trip through each
+    shared-memory slot maps its pages in every process once, and a long
+    stream's steady rate is what is compared.
+    """
     tiny, many, frames, arrays, slow = (counts[k] for k in ("tiny", "many", "frames", "arrays", "slow arrays"))
     number, frame, doubled = speed.check_number, speed.check_frame, speed.array_check(2.0)
-    big = 16 * MiB
+    big, frames_warm, arrays_warm, slow_warm = 16 * MiB, max(1, frames // 50), max(1, arrays // 4), max(1, slow // 4)
 
-    def piped(produce, consume, args, count, check, **options):
-        return lambda: speed.pipeline_rate(produce, consume, args, count, check, method, **options)
+    def piped(produce, consume, args, count, check, warm_up=1, **options):
+        return lambda: speed.pipeline_rate(produce, consume, args, count, check, method, warm_up, **options)
 
     identity, numbers = workloads.identity, workloads.numbers
     return {
         "bare ping-pong limit (round trips)": lambda: speed.ping_pong_rate(counts["ping-pong"], method),
         "OrderedPipeline, strict (defaults)": piped(numbers, identity, (tiny,), tiny, number),
-        "OrderedPipeline, prefetch=1": piped(numbers, identity, (tiny,), tiny, number, prefetch=1),
+        f"OrderedPipeline, prefetch={PREFETCH}": piped(numbers, identity, (tiny,), tiny, number, prefetch=PREFETCH),
         "OrderedPipeline, chunksize=64": piped(numbers, identity, (many,), many, number, chunksize=64),
-        "OrderedPipeline, prefetch=1, 2 consumers": piped(numbers, identity, (tiny,), tiny, number, prefetch=1,
-                                                          consumers=2),
+        f"OrderedPipeline, prefetch={PREFETCH}, 2 consumers": piped(numbers, identity, (tiny,), tiny, number,
+                                                                     prefetch=PREFETCH, consumers=2),
         "Pool(1).imap, chunksize=1": lambda: speed.pool_rate(identity, range(tiny), tiny, number, 1, 1, method),
         "Pool(1).imap, chunksize=64": lambda: speed.pool_rate(identity, range(many), many, number, 1, 64, method),
         "Pool(2).imap, chunksize=1": lambda: speed.pool_rate(identity, range(tiny), tiny, number, 2, 1, method),
@@ -118,19 +128,22 @@ def sides(counts, method):
                                                                            method),
         "joblib Parallel(n_jobs=2, return_as='generator')": lambda: speed.joblib_rate(identity, range(tiny), tiny,
                                                                                       number, 2),
-        "frames: OrderedPipeline, strict (defaults)": piped(speed.frames, identity, (frames,), frames, frame),
-        "frames: OrderedPipeline, prefetch=1": piped(speed.frames, identity, (frames,), frames, frame, prefetch=1),
-        "frames: Queue chain producer -> consumer -> main": lambda: speed.queue_chain_rate(frames, start_method=method),
+        "frames: OrderedPipeline, strict (defaults)": piped(speed.frames, identity, (frames,), frames, frame,
+                                                            frames_warm),
+        f"frames: OrderedPipeline, prefetch={PREFETCH}": piped(speed.frames, identity, (frames,), frames, frame,
+                                                               frames_warm, prefetch=PREFETCH),
+        "frames: Queue chain producer -> consumer -> main": lambda: speed.queue_chain_rate(
+            frames, start_method=method, warm_up=frames_warm),
         "16 MiB: one process, make and double in a loop": lambda: speed.steady_rate(
-            map(speed.double, speed.fresh_arrays(arrays, big)), doubled, arrays),
+            map(speed.double, speed.fresh_arrays(arrays, big)), doubled, arrays, arrays_warm),
         "16 MiB: OrderedPipeline, doubled in place": piped(speed.fresh_arrays, speed.double_in_place, (arrays, big),
-                                                           arrays, doubled),
+                                                           arrays, doubled, arrays_warm),
         "16 MiB: OrderedPipeline, a * 2 (a new array)": piped(speed.fresh_arrays, speed.double, (arrays, big), arrays,
-                                                              doubled),
+                                                              doubled, arrays_warm),
         "16 MiB: Pool(1).imap, a * 2": lambda: speed.pool_rate(speed.double, speed.fresh_arrays(slow, big), slow,
-                                                               doubled, 1, 1, method),
+                                                               doubled, 1, 1, method, slow_warm),
         "16 MiB: mpire WorkerPool(1).imap, a * 2": lambda: speed.mpire_rate(speed.double, speed.fresh_arrays(slow, big),
-                                                                            slow, doubled, 1, 1, method),
+                                                                            slow, doubled, 1, 1, method, slow_warm),
     }
 
 

@@ -52,10 +52,14 @@ def double_in_place(array):
     return array
 
 
-def double_passes(array, passes=1):
-    """Double ``array`` in place ``passes`` times: ``passes`` sets how much work an item is."""
+def square_roots(array, passes=1):
+    """Take the square root of ``array`` in place ``passes`` times: ``passes`` sets how much work an item is.
+
+    (Square roots are exact in IEEE arithmetic, so the result can be checked
+    value for value; a pass costs more than a copy of the array.)
+    """
     for _ in range(passes):
-        np.multiply(array, 2, out=array)
+        np.sqrt(array, out=array)
     return array
 
 
@@ -110,12 +114,15 @@ def check_frame(index, frame):
     assert (flat[4:] == index % 251).all(), f"frame {index} is damaged"
 
 
-def array_check(factor):
-    """A check for array ``i``: every value ``(i + 1) * factor``, read once in every 4 KiB page."""
+def array_check(factor=2.0, roots=0):
+    """A check for array ``i``: every value ``(i + 1) * factor`` (square-rooted ``roots`` times),
+    read once in every 4 KiB page."""
 
     def check(index, array):
         step = max(1, 4096 // array.itemsize)
-        expected = (index + 1) * factor
+        expected = np.float64((index + 1) * factor)
+        for _ in range(roots):
+            expected = np.sqrt(expected)
         assert array[-1] == expected and (array[::step] == expected).all(), f"array {index} is wrong"
 
     return check
@@ -124,27 +131,33 @@ def array_check(factor):
 # --- one side, once --------------------------------------------------------------------
 
 
-def steady_rate(results, check, count):
-    """Items/s from the first result to the last; every result checked, and there must be ``count``."""
+def steady_rate(results, check, count, warm_up=1):
+    """Items/s from result number ``warm_up`` to the last; every result checked, and there must be ``count``.
+
+    ``warm_up=1`` leaves out only the wait for the first result (starting the
+    processes). With big arrays, the first trip through each shared-memory
+    slot maps its pages in every process once: a larger ``warm_up`` leaves
+    that out too, to measure a long stream's steady rate.
+    """
     first, seen = None, 0
     for value in results:
         check(seen, value)
         seen += 1
-        if first is None:
+        if seen == warm_up:
             first = time.perf_counter()
     elapsed = time.perf_counter() - first if first is not None else 0.0
     assert seen == count, f"{seen} results instead of {count}"
-    return ((seen - 1) / elapsed if elapsed > 0 else float("nan")), seen
+    return ((seen - warm_up) / elapsed if elapsed > 0 else float("nan")), seen
 
 
-def pipeline_rate(produce, consume, args, count, check, start_method=None, **options):
+def pipeline_rate(produce, consume, args, count, check, start_method=None, warm_up=1, **options):
     with OrderedPipeline(produce, consume, args, start_method=start_method, **options) as pipe:
-        return steady_rate(pipe, check, count)
+        return steady_rate(pipe, check, count, warm_up)
 
 
-def pool_rate(func, iterable, count, check, workers=1, chunksize=1, start_method=None):
+def pool_rate(func, iterable, count, check, workers=1, chunksize=1, start_method=None, warm_up=1):
     with get_context(start_method).Pool(workers) as pool:
-        rate = steady_rate(pool.imap(func, iterable, chunksize=chunksize), check, count)
+        rate = steady_rate(pool.imap(func, iterable, chunksize=chunksize), check, count, warm_up)
     pool.join()
     return rate
 
@@ -156,13 +169,13 @@ def executor_rate(func, iterable, count, check, workers=1, start_method=None):
         return steady_rate(executor.map(func, iterable), check, count)
 
 
-def mpire_rate(func, iterable, count, check, workers=1, chunk_size=1, start_method=None):
+def mpire_rate(func, iterable, count, check, workers=1, chunk_size=1, start_method=None, warm_up=1):
     from mpire import WorkerPool
 
     from .context import resolve_start_method
 
     with WorkerPool(n_jobs=workers, start_method=resolve_start_method(start_method)) as pool:
-        return steady_rate(pool.imap(func, iterable, chunk_size=chunk_size), check, count)
+        return steady_rate(pool.imap(func, iterable, chunk_size=chunk_size), check, count, warm_up)
 
 
 def joblib_rate(func, iterable, count, check, workers=2):
@@ -177,7 +190,7 @@ def joblib_rate(func, iterable, count, check, workers=2):
         get_reusable_executor().shutdown(wait=True)
 
 
-def queue_chain_rate(count, consume=identity, shape=FRAME_SHAPE, start_method=None, timeout=60):
+def queue_chain_rate(count, consume=identity, shape=FRAME_SHAPE, start_method=None, timeout=60, warm_up=1):
     """A plain Queue chain producer -> consumer -> main, for frames."""
     ctx = get_context(start_method)
     first, last = ctx.Queue(), ctx.Queue()
@@ -186,7 +199,7 @@ def queue_chain_rate(count, consume=identity, shape=FRAME_SHAPE, start_method=No
     for child in children:
         child.start()
     try:
-        return steady_rate(_until_none(last, timeout), check_frame, count)
+        return steady_rate(_until_none(last, timeout), check_frame, count, warm_up)
     finally:
         for child in children:
             child.join(5)
@@ -256,67 +269,71 @@ def tiny_item_rates(count=5000, rounds=1, start_method=None):
 
     Keys: ``"strict"``, ``"prefetch=1"``, ``"chunksize=64"`` (the pipeline with
     its defaults, then each option), ``"Pool(1).imap"`` and
-    ``"Pool(1).imap chunksize=64"``. With ``rounds`` > 1 each side runs that
+    ``"Pool(1).imap chunksize=64"``. The sides with chunks get 20 x ``count``
+    items (they are that much faster). With ``rounds`` > 1 each side runs that
     many times, in turn, and the median counts.
     """
     count = check_count(count, "count", minimum=2)
+    many = 20 * count
 
-    def pipeline(**options):
-        return lambda: pipeline_rate(numbers, identity, (count,), count, check_number, start_method, **options)
+    def pipeline(items, **options):
+        return lambda: pipeline_rate(numbers, identity, (items,), items, check_number, start_method, **options)
 
-    def pool(chunksize):
-        return lambda: pool_rate(identity, range(count), count, check_number, 1, chunksize, start_method)
+    def pool(items, chunksize):
+        return lambda: pool_rate(identity, range(items), items, check_number, 1, chunksize, start_method)
 
     return _rounds({
-        "strict": pipeline(),
-        "prefetch=1": pipeline(prefetch=1),
-        "chunksize=64": pipeline(chunksize=64),
-        "Pool(1).imap": pool(1),
-        "Pool(1).imap chunksize=64": pool(64),
+        "strict": pipeline(count),
+        "prefetch=1": pipeline(count, prefetch=1),
+        "chunksize=64": pipeline(many, chunksize=64),
+        "Pool(1).imap": pool(count, 1),
+        "Pool(1).imap chunksize=64": pool(many, 64),
     }, rounds)
 
 
-def big_array_rates(nbytes=16 * MiB, count=12, rounds=1, start_method=None):
-    """Arrays/s for ``a * 2`` on a fresh array per item: one process doing it all, against processes.
+def big_array_rates(nbytes=16 * MiB, count=30, rounds=1, start_method=None):
+    """Arrays/s for ``a * 2`` on a new array per item: one process doing it all, against processes.
 
     Keys: ``"one process"`` (make, double, check, in a plain loop),
     ``"pipeline, in place"`` (``double_in_place``: the result stays in its
     slot), ``"pipeline, a * 2"`` (a new array, copied into the slot) and
-    ``"Pool(1).imap"`` (fewer items: it is slow).
+    ``"Pool(1).imap"`` (a third of the items: it is slow). Every side's clock
+    starts at its ``count // 4``-th result, after the slots' first use.
     """
     nbytes = check_count(nbytes, "nbytes", minimum=SHARED_MEMORY_THRESHOLD)
-    count = check_count(count, "count", minimum=2)
-    check = array_check(2.0)
-    pool_count = max(2, count // 3)
+    count = check_count(count, "count", minimum=8)
+    check, warm = array_check(2.0), count // 4
+    few = max(4, count // 3)
     return _rounds({
-        "one process": lambda: steady_rate(map(double, fresh_arrays(count, nbytes)), check, count),
+        "one process": lambda: steady_rate(map(double, fresh_arrays(count, nbytes)), check, count, warm),
         "pipeline, in place": lambda: pipeline_rate(fresh_arrays, double_in_place, (count, nbytes), count, check,
-                                                    start_method),
-        "pipeline, a * 2": lambda: pipeline_rate(fresh_arrays, double, (count, nbytes), count, check, start_method),
-        "Pool(1).imap": lambda: pool_rate(double, fresh_arrays(pool_count, nbytes), pool_count, check, 1, 1,
-                                          start_method),
+                                                    start_method, warm),
+        "pipeline, a * 2": lambda: pipeline_rate(fresh_arrays, double, (count, nbytes), count, check, start_method,
+                                                 warm),
+        "Pool(1).imap": lambda: pool_rate(double, fresh_arrays(few, nbytes), few, check, 1, 1, start_method,
+                                          few // 4),
     }, rounds)
 
 
-def work_sweep(passes=(1, 2, 4, 8, 16), nbytes=4 * MiB, count=12, consumers=2, start_method=None):
+def work_sweep(passes=(0, 1, 2, 4, 8, 16), nbytes=4 * MiB, count=40, consumers=2, start_method=None):
     """Arrays/s against work per item: one process alone, and the pipeline with ``consumers`` consumers.
 
-    An item is a fresh array of ``nbytes`` doubled in place ``p`` times, for
-    each ``p`` in ``passes``. Returns ``[{"passes": p, "one process": rate,
-    "pipeline": rate}, ...]``: where the pipeline's rate passes the single
-    process's, the work per item has become worth the hand-offs.
+    An item is a new array of ``nbytes``, square-rooted in place ``p`` times,
+    for each ``p`` in ``passes`` (0: no work, only the trip). Returns
+    ``[{"passes": p, "one process": rate, "pipeline": rate}, ...]``: where the
+    pipeline's rate passes the single process's, the work per item has become
+    worth the hand-offs. Clocks start at the ``count // 4``-th result.
     """
     import functools
 
-    count = check_count(count, "count", minimum=2)
+    count = check_count(count, "count", minimum=8)
     rows = []
     for work in passes:
-        work = check_count(work, "passes")
-        consume = functools.partial(double_passes, passes=work)
-        check = array_check(2.0**work)
-        alone = steady_rate(map(consume, fresh_arrays(count, nbytes)), check, count)[0]
-        piped = pipeline_rate(fresh_arrays, consume, (count, nbytes), count, check, start_method,
+        work = check_count(work, "passes", minimum=0)
+        consume = functools.partial(square_roots, passes=work)
+        check = array_check(1.0, roots=work)
+        alone = steady_rate(map(consume, fresh_arrays(count, nbytes)), check, count, count // 4)[0]
+        piped = pipeline_rate(fresh_arrays, consume, (count, nbytes), count, check, start_method, count // 4,
                               consumers=consumers)[0]
         rows.append({"passes": work, "one process": alone, "pipeline": piped})
     return rows
-
