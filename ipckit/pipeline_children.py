@@ -228,10 +228,11 @@ class _Orphaned(Exception):
     """Main has closed its end: a child stops quietly."""
 
 
-def _report(fd, exc, doing):
-    """Send an exception to main; if main has already gone, there is no one left to tell."""
+def _report(fd, exc, doing, held=()):
+    """Send the results not sent yet, then an exception, to main (if main has gone, no one is left to tell)."""
+    error = frame(ERROR, body=pickle.dumps(error_record(exc, doing), protocol=pickle.HIGHEST_PROTOCOL))
     try:
-        write_all(fd, frame(ERROR, body=pickle.dumps(error_record(exc, doing), protocol=pickle.HIGHEST_PROTOCOL)))
+        write_all(fd, b"".join([*held, error]))
     except OSError:
         pass
 
@@ -299,7 +300,7 @@ class _Credits:
 
     def __init__(self, conn, capacity):
         self.fd = None if conn is None else conn.fileno()
-        self.allowed = capacity
+        self.allowed = float("inf") if capacity is None else capacity
 
     def wait_for(self, n):
         while self.fd is not None and n >= self.allowed:
@@ -379,19 +380,20 @@ def _run_producer(produce, args, out, control, credits, lifeline, capacity, chun
             _produce_in_batches(produce, args, send, slots, allowance, chunksize, timed)
             return
         slots = _Slots(control, functools.partial(write_all, out_fd))
-        dumps, protocol, seq = pickle.dumps, pickle.HIGHEST_PROTOCOL, 0
+        dumps, protocol, pack, clock, seq = pickle.dumps, pickle.HIGHEST_PROTOCOL, HEADER.pack, time.perf_counter, 0
         doing = "in produce(), before the first item"
-        for item in produce(*args):
-            produced = _clock(timed)
+        for item in produce(*args):  # the loop runs once per item: it is kept lean
+            produced = clock() if timed else 0.0
             slot, flags = -1, 0
-            if _is_big_array(item):
+            if type(item) is np.ndarray and _is_big_array(item):
                 allowance.wait_for(seq)  # a credit first, then a slot: a slot is only taken for an item that may go
                 item, slot, flags = slots.place(item)  # what travels is the slot's ArrayRef
             doing, at = "while pickling item {}", seq
             body = dumps(item, protocol)  # main forwards it unopened
             del item
-            allowance.wait_for(seq)  # backpressure: wait until the caller's loop has made room
-            write_all(out_fd, frame(ITEM, seq, body, flags, 1, slot, produced, _clock(timed)))
+            if seq >= allowance.allowed:
+                allowance.wait_for(seq)  # backpressure: wait until the caller's loop has made room
+            write_all(out_fd, pack(len(body), ITEM, flags, 1, slot, seq, produced, clock() if timed else 0.0) + body)
             doing = "in produce(), after item {}"
             seq += 1
         write_all(out_fd, frame(DONE, seq))
@@ -622,6 +624,8 @@ def _run_consumer(consume, conn, lifeline, timed, hold, close_fds):
     slots = None
     doing, at = "while starting", None  # what it does, said on an error: "...{}".format(at), never per item
     dumps, loads, protocol = pickle.dumps, pickle.loads, pickle.HIGHEST_PROTOCOL
+    pack, clock = HEADER.pack, time.perf_counter
+    held = []  # results not sent yet
     try:
         _become_a_worker(close_fds, lifeline)
         reader = Reader(fd)
@@ -631,9 +635,8 @@ def _run_consumer(consume, conn, lifeline, timed, hold, close_fds):
                 frames = reader.read()  # blocks until main sends something
             except (EOFError, ConnectionResetError):
                 return
-            held_since = time.perf_counter()
-            held, last = [], len(frames) - 1
-            for index, (kind, _, count, slot, seq, _, _, body, _) in enumerate(frames):
+            held_since, held = clock(), []
+            for kind, _, count, slot, seq, _, _, body, _ in frames:
                 if kind == STOP:
                     return
                 if kind == POOL:
@@ -643,14 +646,14 @@ def _run_consumer(consume, conn, lifeline, timed, hold, close_fds):
                     doing, at = "while unpickling item {}", seq
                     payload = loads(body)
                     doing = "on item {}"
-                    started = _clock(timed)
+                    started = clock() if timed else 0.0
                     flags = 0
                     if slot >= 0:
                         result, in_slot = _in_slot(consume(slots.array(payload)), slots, payload)
                         flags = IN_SLOT if in_slot else 0
                     else:
                         result = consume(payload)
-                    finished = _clock(timed)
+                    finished = clock() if timed else 0.0
                     doing = "while pickling the result of item {}"
                     body = dumps(result, protocol)
                 else:  # a batch: its results travel back together, as a list
@@ -668,15 +671,17 @@ def _run_consumer(consume, conn, lifeline, timed, hold, close_fds):
                     flags, payload, result = LIST, 0, 0
                     body = _pickle_results(results, seq)
                 del payload, result
-                held.append(HEADER.pack(len(body), RESULT, flags, count, slot, seq, started, finished) + body)
-                if index == last or not hold or time.perf_counter() - held_since > HOLD_RESULTS_AT_MOST:
-                    write_all(fd, b"".join(held) if len(held) > 1 else held[0])
+                held.append(pack(len(body), RESULT, flags, count, slot, seq, started, finished) + body)
+                if not hold or clock() - held_since > HOLD_RESULTS_AT_MOST:
+                    write_all(fd, held[0] if len(held) == 1 else b"".join(held))
                     held.clear()
-                    held_since = time.perf_counter()
+                    held_since = clock()
+            if held:  # every item of this read is done: its results go back together
+                write_all(fd, held[0] if len(held) == 1 else b"".join(held))
     except _Failed as failed:
-        _report(fd, failed.error, failed.doing)
+        _report(fd, failed.error, failed.doing, held)
     except BaseException as exc:
-        _report(fd, exc, doing.format(at))
+        _report(fd, exc, doing.format(at), held)
     finally:
         if slots is not None:
             slots.close()
