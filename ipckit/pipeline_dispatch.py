@@ -21,7 +21,7 @@ import select
 import time
 from collections import deque
 
-from .pipeline_children import (
+from .pipeline_wire import (
     BATCH,
     BIG_PICKLED,
     DONE,
@@ -37,7 +37,7 @@ from .pipeline_children import (
     Reader,
     frame,
 )
-from .pipeline_children import RESULT as RESULT_FRAME
+from .pipeline_wire import RESULT as RESULT_FRAME
 from .run import WorkerDied, WorkerTimeout, child_error
 from .shm import NotEnoughSharedMemory, SlotPool
 
