@@ -273,7 +273,7 @@ class _Dispatcher:
             try:
                 worker.outbox.flush()
             except OSError:
-                raise _died(worker.process) from None
+                raise self.last_words(worker) from None
             if not events & _READABLE:
                 return
         try:
@@ -357,12 +357,27 @@ class _Dispatcher:
             self.timeline.add(now, "main", "handed", seq)
             self.timeline.add(now, worker.name, "handed", seq)
 
-    @staticmethod
-    def send(worker, data):
+    def send(self, worker, data):
         try:
             worker.outbox.send(data)
-        except OSError:  # the consumer died while we were sending
-            raise _died(worker.process) from None
+        except OSError:  # the consumer has gone: say why, if it said
+            raise self.last_words(worker) from None
+
+    @staticmethod
+    def last_words(worker):
+        """A consumer that main could not write to has gone: its error, if it sent one before it left, else its death.
+
+        (With prefetch, a consumer that raises may still have room for an
+        item, and main may write to it before reading its error.)
+        """
+        try:
+            while True:
+                for entry in worker.reader.read():
+                    if entry[0] == ERROR:
+                        return _Stop(child_error(worker.name, pickle.loads(entry[7])))
+        except (OSError, EOFError):
+            pass
+        return _died(worker.process)
 
     def make_pool(self, slot_bytes):
         """Slots for what the consumers may hold and a few on their way, for the results the caller may
