@@ -52,8 +52,8 @@ Bounded by default. At most ``buffer + consumers x (1 + prefetch)`` hand-offs
 main, at a consumer, or done but not yet taken by the caller's loop. The
 caller's thread gives the producer a credit (a byte on a pipe) for each
 hand-off its loop has taken, and the producer waits when it has none, so
-memory does not grow. ``buffer`` defaults to 2 x consumers x (1 + prefetch);
-``buffer=None`` is unbounded: main then holds every item the producer is
+memory does not grow. ``buffer`` defaults to 2 x consumers x (1 + prefetch)
+(twice that with ``chunksize``); ``buffer=None`` is unbounded: main then holds every item the producer is
 ahead by, so a fast producer can fill main's memory. The timeline of events
 is off unless asked for (``timeline=True``), and even then keeps only the last
 ``TIMELINE_EVENTS``.
@@ -539,9 +539,11 @@ class OrderedPipeline:
     frees all shared memory.
 
     - ``buffer``: how many hand-offs main may hold beyond those at consumers;
-      ``"auto"`` (the default) is 2 x consumers x (1 + prefetch). ``None`` is
-      unbounded: the producer never waits, and main holds every item it is
-      ahead by (memory grows with the stream while consumers are slower).
+      ``"auto"`` (the default) is 2 x consumers x (1 + prefetch), twice that
+      with ``chunksize`` (more batches on their way hide the time each takes
+      to travel). ``None`` is unbounded: the producer never waits, and main
+      holds every item it is ahead by (memory grows with the stream while
+      consumers are slower).
     - ``prefetch``: items a consumer may hold beyond the one it works on
       (default 0: the strict hand-off, each consumer holds one item).
     - ``chunksize``: the most items in one hand-off (default 1). Batches form
@@ -567,7 +569,7 @@ class OrderedPipeline:
         if self.chunksize > MAX_CHUNKSIZE:
             raise ValueError(f"chunksize must be at most {MAX_CHUNKSIZE:,}, not {self.chunksize:,}")
         if isinstance(buffer, str) and buffer == _AUTO:
-            self.buffer = 2 * self.consumers * (1 + self.prefetch)
+            self.buffer = (2 if self.chunksize == 1 else 4) * self.consumers * (1 + self.prefetch)
         elif buffer is None:
             self.buffer = None
         elif isinstance(buffer, str):
