@@ -29,6 +29,35 @@ def count_down_and_report(steps, results):
     results.put(count_down(steps))
 
 
+def run_in_threads(workers, steps):
+    """Run ``count_down(steps)`` in ``workers`` threads at once; return their (start, end) pairs."""
+    results = queue.SimpleQueue()
+    threads = [threading.Thread(target=lambda: results.put(count_down(steps))) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return [results.get() for _ in threads]
+
+
+def run_in_processes(ctx, workers, steps, timeout=60.0):
+    """Run ``count_down(steps)`` in ``workers`` child processes at once; return their (start, end) pairs."""
+    results = ctx.Queue()
+    children = [ctx.Process(target=count_down_and_report, args=(steps, results)) for _ in range(workers)]
+    try:
+        for child in children:
+            child.start()
+        intervals = [results.get(timeout=timeout) for _ in children]
+        for child in children:
+            child.join(timeout)
+        return intervals
+    finally:
+        for child in children:  # only on an error path: stop what still runs
+            if child.is_alive():
+                child.terminate()
+                child.join(1)
+
+
 def race(workers=2, steps=12_000_000, start_method=None, timeout=60.0):
     """Time one job in 1 thread, then ``workers`` jobs in threads and in processes.
 
@@ -38,35 +67,13 @@ def race(workers=2, steps=12_000_000, start_method=None, timeout=60.0):
     workers, steps = check_count(workers, "workers"), check_count(steps, "steps")
     check_timeout(timeout)
     ctx = get_context(start_method)
-
-    def in_threads():
-        results = queue.SimpleQueue()
-        threads = [threading.Thread(target=lambda: results.put(count_down(steps))) for _ in range(workers)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        return [results.get() for _ in threads]
-
-    def in_processes():
-        results = ctx.Queue()
-        children = [ctx.Process(target=count_down_and_report, args=(steps, results)) for _ in range(workers)]
-        try:
-            for child in children:
-                child.start()
-            intervals = [results.get(timeout=timeout) for _ in children]
-            for child in children:
-                child.join(timeout)
-            return intervals
-        finally:
-            for child in children:
-                if child.is_alive():
-                    child.terminate()
-                    child.join(1)
-
+    ways = {
+        "1 thread": lambda: [count_down(steps)],
+        f"{workers} threads": lambda: run_in_threads(workers, steps),
+        f"{workers} processes": lambda: run_in_processes(ctx, workers, steps, timeout),
+    }
     runs = {}
-    for label, run in [("1 thread", lambda: [count_down(steps)]), (f"{workers} threads", in_threads),
-                       (f"{workers} processes", in_processes)]:
+    for label, run in ways.items():
         begin = time.perf_counter()
         intervals = run()
         runs[label] = {"wall_s": time.perf_counter() - begin,
