@@ -108,3 +108,14 @@ def test_the_check_refuses_a_worker_left_running(monkeypatch, capsys):
     monkeypatch.setenv(ipckit.ENV_VAR, "fork")
     assert start.check_stop_worker(_stop_worker_from(WRONG / "00_start_here__no_kill.py")) is False
     assert "still running" in capsys.readouterr().out
+
+
+def test_call_with_deadline_returns_raises_or_gives_up():
+    import time
+
+    from ipckit.lessons.checking import call_with_deadline
+
+    assert call_with_deadline(pow, (2, 10), 5) == (True, 1024)
+    assert call_with_deadline(time.sleep, (1,), 0.05) == (False, None)
+    with pytest.raises(KeyError):
+        call_with_deadline({}.__getitem__, ("missing",), 5)

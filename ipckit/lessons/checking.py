@@ -11,6 +11,7 @@ import glob
 import importlib
 import os
 import sys
+import threading
 import traceback
 
 
@@ -67,3 +68,28 @@ def learner_function(module, name):
     if not callable(func):
         raise Wrong(f"{module.__name__}.py should define a function {name}(...); it does not.")
     return func
+
+
+def call_with_deadline(func, args, seconds):
+    """Call ``func(*args)`` in a daemon thread; return (True, result), or (False, None) if it is still running.
+
+    A check calls the learner's code this way when a mistake could make it wait
+    for ever (a join() with no timeout, a lock never released): the check then
+    says so instead of hanging the kernel. What ``func`` raises is raised here.
+    """
+    outcome = {}
+
+    def call():
+        try:
+            outcome["result"] = func(*args)
+        except BaseException as exc:  # handed to the caller below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        return False, None
+    if "error" in outcome:
+        raise outcome["error"]
+    return True, outcome["result"]

@@ -12,7 +12,7 @@ from multiprocessing.managers import BaseManager, DictProxy
 
 from ..checks import check_count, check_timeout
 from ..context import get_context
-from .checking import Wrong, exercise_check, learner_function, learner_module
+from .checking import Wrong, call_with_deadline, exercise_check, learner_function, learner_module
 
 START_TIMEOUT = 30.0  # seconds a child waits for the others before it gives up
 
@@ -81,7 +81,9 @@ def proxy_access_cost(accesses=2_000, value_bytes=8, start_method=None):
 # clients connect at once, connections that overflow the queue can hang for minutes.
 # A manager picks its listener and client by serializer name from
 # ``multiprocessing.managers.listener_client``; StoreManager registers its own pair:
-# the same pickle messages, a longer queue, and a client with a deadline.
+# the same pickle messages, a longer queue, and a client with a deadline. The pair is
+# registered when this module is imported, so a process that receives a StoreManager
+# proxy must import it first (the lesson's children run functions from it).
 
 BACKLOG = 1024  # connections the server's socket holds before accept() (Linux caps it at net.core.somaxconn)
 CONNECT_TIMEOUT = 10.0  # seconds a client waits to be connected and authenticated
@@ -190,7 +192,7 @@ def run_learner_add_values(module_name, shared, lock, together, key, batches):
 
 
 @exercise_check
-def check_dict_of_lists(module_name=EXERCISE_MODULE, processes=4, calls=30, timeout=20.0):
+def check_dict_of_lists(module_name=EXERCISE_MODULE, processes=4, calls=200, timeout=20.0):
     """Run the learner's ``add_values(shared, lock, key, values)`` in children that share keys; nothing may be lost.
 
     Each child calls it ``calls`` times with two values, so that children writing
@@ -201,7 +203,9 @@ def check_dict_of_lists(module_name=EXERCISE_MODULE, processes=4, calls=30, time
     keys = ["even", "odd"]
     with ctx.Manager() as manager:
         probe, lock = manager.dict(solo=[]), manager.Lock()
-        add_values(probe, lock, "solo", [1, 2])  # in this process first: a skeleton says "Not yet" here
+        # in this process first: a skeleton says "Not yet" here
+        if not call_with_deadline(add_values, (probe, lock, "solo", [1, 2]), timeout)[0]:
+            raise Wrong(f"add_values(shared, lock, 'solo', [1, 2]) did not return within {timeout:.0f} s")
         if probe.copy() != {"solo": [1, 2]}:
             hint = (": shared[key] returns a copy of the list, and appending to it changes only the copy; "
                     "write the list back" if probe.copy() == {"solo": []} else "")

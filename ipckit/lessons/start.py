@@ -11,7 +11,7 @@ import time
 
 from ..checks import check_count, check_timeout
 from ..context import get_context
-from .checking import Wrong, exercise_check
+from .checking import Wrong, call_with_deadline, exercise_check
 
 # --- Threads against processes -------------------------------------------------------
 
@@ -138,26 +138,6 @@ def work_until_stopped(stop, replies):
 # --- Exercise: stop a worker within a deadline ---------------------------------------
 
 
-def _call_with_deadline(func, args, seconds):
-    """Run ``func(*args)`` in a thread; return (finished, result), re-raising what it raised."""
-    outcome = {}
-
-    def call():
-        try:
-            outcome["result"] = func(*args)
-        except BaseException as exc:  # handed to the caller below
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=call, daemon=True)
-    thread.start()
-    thread.join(seconds)
-    if thread.is_alive():
-        return False, None
-    if "error" in outcome:
-        raise outcome["error"]
-    return True, outcome["result"]
-
-
 @exercise_check
 def check_stop_worker(stop_worker, timeout=1.0):
     """Run the learner's ``stop_worker(worker, stop, timeout)`` on a polite, a deaf and a stubborn worker."""
@@ -179,7 +159,7 @@ def check_stop_worker(stop_worker, timeout=1.0):
         allowed = timeout + 1 + 3  # the grace for the Event, 1 s for SIGTERM, and a margin
         for name, worker, expected, behaviour in cases:
             began = time.monotonic()
-            finished, code = _call_with_deadline(stop_worker, (worker, stop, timeout), allowed)
+            finished, code = call_with_deadline(stop_worker, (worker, stop, timeout), allowed)
             if not finished:
                 raise Wrong(f"stop_worker did not return within {allowed:.0f} s for the {name} worker, which "
                             f"{behaviour}: every join() needs a timeout, and a worker still alive after it must be "

@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from ..context import get_context
-from .checking import Wrong, exercise_check, learner_function, learner_module
+from .checking import Wrong, call_with_deadline, exercise_check, learner_function, learner_module
 
 START_TIMEOUT = 30.0  # seconds a child waits for the others before it gives up
 
@@ -70,9 +70,12 @@ def check_counter(module_name=EXERCISE_MODULE, processes=4, times=20_000, timeou
     add = learner_function(learner_module(module_name), "add")
     ctx = get_context()
     probe = ctx.Value("q", 0)
-    add(probe, 10)  # in this process first: a skeleton raises NotImplementedError here, an error shows its line
-    if probe.value != 10:
-        raise Wrong(f"one process calling add(counter, 10) on a counter at 0 left it at {probe.value}, not 10")
+    # in this process first: a skeleton raises NotImplementedError here, an error shows its line
+    if not call_with_deadline(add, (probe, 10), timeout)[0]:
+        raise Wrong(f"add(counter, 10) did not return within {timeout:.0f} s in this process")
+    left = probe.get_obj().value  # read without the lock: an add() that never releases it must not block the check
+    if left != 10:
+        raise Wrong(f"one process calling add(counter, 10) on a counter at 0 left it at {left}, not 10")
     counter, together = ctx.Value("q", 0), ctx.Barrier(processes)
     children = [ctx.Process(target=run_learner_add, args=(module_name, counter, together, times))
                 for _ in range(processes)]
