@@ -12,7 +12,13 @@ from multiprocessing.managers import BaseManager, DictProxy
 
 from ..checks import check_count, check_timeout
 from ..context import get_context
-from .checking import Wrong, call_with_deadline, exercise_check, learner_function, learner_module
+from .checking import (
+    Wrong,
+    call_with_deadline,
+    exercise_check,
+    learner_function,
+    learner_module,
+)
 
 START_TIMEOUT = 30.0  # seconds a child waits for the others before it gives up
 

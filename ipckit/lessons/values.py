@@ -9,7 +9,13 @@ import time
 import numpy as np
 
 from ..context import get_context
-from .checking import Wrong, call_with_deadline, exercise_check, learner_function, learner_module
+from .checking import (
+    Wrong,
+    call_with_deadline,
+    exercise_check,
+    learner_function,
+    learner_module,
+)
 
 START_TIMEOUT = 30.0  # seconds a child waits for the others before it gives up
 
