@@ -194,7 +194,7 @@ def plot_lanes(runs, title="Who ran when"):
     """One panel per run: a horizontal bar per worker from its start to its end.
 
     ``runs`` maps a label to ``{"wall_s": float, "intervals": [(start, end), ...]}``
-    with times in seconds from the run's start (see ``basics.threads_vs_processes``).
+    with times in seconds from the run's start (see ``ipckit.lessons.start.race``).
     """
     fig, axes = plt.subplots(len(runs), 1, sharex=True, figsize=(7, 1 + 0.9 * len(runs)), squeeze=False)
     for ax, (label, run) in zip(axes[:, 0], runs.items()):

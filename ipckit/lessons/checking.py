@@ -86,7 +86,7 @@ def call_in_thread(func, args, timeout):
         cpu_start, wall_start = time.thread_time(), time.perf_counter()
         try:
             outcome = ("returned", func(*args))
-        except Exception as exc:
+        except BaseException as exc:  # handed to the caller
             outcome = ("raised", exc)
         done.append((outcome, time.perf_counter() - wall_start, time.thread_time() - cpu_start))
 
@@ -94,3 +94,19 @@ def call_in_thread(func, args, timeout):
     worker.start()
     worker.join(timeout)
     return done[0] if done else None
+
+
+def call_with_deadline(func, args, seconds):
+    """Call ``func(*args)`` in a daemon thread; return (True, result), or (False, None) if it is still running.
+
+    A check calls the learner's code this way when a mistake could make it wait
+    for ever (a join() with no timeout, a lock never released): the check then
+    says so instead of hanging the kernel. What ``func`` raises is raised here.
+    """
+    called = call_in_thread(func, args, seconds)
+    if called is None:
+        return False, None
+    (how, value), _, _ = called
+    if how == "raised":
+        raise value
+    return True, value
