@@ -37,6 +37,10 @@ def test_the_producer_sends_each_item_then_done(start_method):
     producer_end.close()
     try:
         received = [_recv(conn) for _ in range(6)]
+        producer.join(timeout=0.2)
+        assert producer.is_alive(), "the producer should stay until STOP, so that its ending means a death"
+        conn.send(ordered.STOP)
+        producer.join(timeout=10)
     finally:
         _finish(producer)
         conn.close()

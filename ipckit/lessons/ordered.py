@@ -20,15 +20,20 @@ STOP = None  # what main sends a consumer when there is no more work
 # --- the loop's children ----------------------------------------------------------------
 
 
-def produce(conn, count, interval=0.01):
-    """Send the items 0 .. count-1 to main, one every ``interval`` seconds, then DONE; stop early if main sends STOP."""
+def produce(conn, count, interval=0.01, idle_timeout=60):
+    """Send the items 0 .. count-1 to main, one every ``interval`` seconds, then DONE; leave when main sends STOP.
+
+    Like a consumer, it stays until main says STOP (or closes its end, or idle_timeout s pass):
+    so a child that ends before main has said STOP has died.
+    """
     with conn:
         for item in range(count):
             time.sleep(interval)
-            if conn.poll():  # STOP (or main closed its end): no more items are wanted
+            if conn.poll():  # STOP (or main closed its end) before the last item: no more are wanted
                 return
             conn.send(item)
         conn.send(DONE)
+        conn.poll(idle_timeout)
 
 
 def consume(conn, work, idle_timeout=60):
