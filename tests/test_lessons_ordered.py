@@ -2,6 +2,7 @@
 import collections
 import contextlib
 import functools
+import itertools
 import json
 import pickle
 from multiprocessing.connection import wait
@@ -231,5 +232,5 @@ def test_the_check_says_what_is_wrong(in_order, verdict, capsys):
 def test_timeline_colours_do_not_repeat_and_neighbours_differ():
     colours = [plots._item_colour(seq) for seq in range(200)]
     assert len(set(colours)) == 200
-    for before, after in zip(colours, colours[1:]):
+    for before, after in itertools.pairwise(colours):
         assert sum(abs(a - b) for a, b in zip(before, after)) > 0.3  # neighbours look different
