@@ -3,6 +3,8 @@
 The ``show_*`` functions measure, then draw: they are the ``update`` functions
 that :func:`ipckit.widgets.live_panel` calls when a slider moves.
 """
+import colorsys
+
 import matplotlib.pyplot as plt
 
 from . import arrays, bench, shm
@@ -231,13 +233,29 @@ def plot_bars(values, title, xlabel, fmt=None):
     return fig
 
 
+GOLDEN_TURN = (3 - 5**0.5) / 2  # the golden angle as a share of a full turn of hue (about 137.5 degrees)
+
+
+def _item_colour(seq):
+    """The colour of item ``seq``: its hue turns by the golden angle from item to item, so it never cycles."""
+    return colorsys.hsv_to_rgb((seq * GOLDEN_TURN) % 1.0, 0.7, 0.85)
+
+
+def _label_colour(rgb):
+    """Black text on a light colour, white on a dark one."""
+    red, green, blue = rgb
+    return "black" if 0.299 * red + 0.587 * green + 0.114 * blue > 0.6 else "white"
+
+
 def plot_timeline(timeline, title="Ordered pipeline: who did what, when"):
     """A Gantt-style chart of a pipeline run: one lane per process, buffer depth underneath.
 
     Producer: a dot per item produced, a grey bar while it waited for room to
     send it. Main: a bar per item waiting in the buffer, a tick per result
     emitted. Consumers: a bar per item from start to finish, labelled with its
-    number. Colours follow the item number, so one item can be traced across lanes.
+    number. Colours follow the item number, so one item can be traced across
+    lanes: hues a golden angle apart, so neighbouring items always differ and
+    the colours never repeat in a cycle.
     """
     lanes = timeline.processes()
     row = {name: i for i, name in enumerate(reversed(lanes))}
@@ -247,7 +265,7 @@ def plot_timeline(timeline, title="Ordered pipeline: who did what, when"):
     by_seq = {}
     for event in timeline.events:
         by_seq.setdefault(event.seq, {})[(event.process, event.event)] = event.time
-    colour = lambda seq: f"C{seq % 10}"  # noqa: E731 - a one-line palette
+    colour = _item_colour
     for seq, times in sorted(by_seq.items()):
         produced, sent = times.get(("producer", "produced")), times.get(("producer", "sent"))
         if produced is not None:
@@ -265,7 +283,8 @@ def plot_timeline(timeline, title="Ordered pipeline: who did what, when"):
             start, end = times.get((name, "started")), times.get((name, "finished"))
             if start is not None and end is not None:
                 ax.barh(row[name], end - start, left=start, height=0.6, color=colour(seq))
-                ax.text((start + end) / 2, row[name], str(seq), ha="center", va="center", fontsize=7, color="white")
+                ax.text((start + end) / 2, row[name], str(seq), ha="center", va="center", fontsize=7,
+                        color=_label_colour(colour(seq)))
     ax.set_yticks(list(row.values()), list(row.keys()))
     ax.set_title(title)
     ax.text(
