@@ -91,7 +91,7 @@ GIVE_UP_AFTER = 1.0  # the timeout the check gives the learner's consume
 PAUSE = 0.3  # the finishing producer pauses this long half-way: a quiet queue is not yet the end
 HUNG_AFTER = 3.0  # seconds past that timeout after which the consumer counts as hung
 SPINNING = 0.15  # a waiting loop that uses more than this share of a core is polling, not blocking
-EMPTY_WAITS = 3  # a get that waits in vain happens once (then TimeoutError); a polling loop does it again and again
+EMPTY_ASKS = 3  # gets that did not wait and found nothing: a loop that makes more is polling
 
 
 def produce_with_a_pause(items, count):
@@ -113,17 +113,18 @@ def produce_then_die(items, count):
 
 
 class _WatchedQueue:
-    """The queue as the learner's consume sees it: counts the gets that found nothing (a polling loop makes many)."""
+    """The queue as the learner's consume sees it: counts the gets that did not wait and found nothing."""
 
     def __init__(self, items):
         self._items = items
-        self.empty_waits = 0
+        self.empty_asks = 0
 
-    def get(self, *args, **kwargs):
+    def get(self, block=True, timeout=None):
         try:
-            return self._items.get(*args, **kwargs)
+            return self._items.get(block, timeout)
         except queue.Empty:
-            self.empty_waits += 1
+            if not block or (timeout is not None and timeout < 0.01):  # asked without (really) waiting
+                self.empty_asks += 1
             raise
 
     def get_nowait(self):
@@ -141,7 +142,7 @@ def run_consumer(consume, items, report, timeout):
         outcome = ("returned", consume(watched, timeout))
     except Exception as exc:
         outcome = ("raised", type(exc).__name__, str(exc))
-    report.put((outcome, time.perf_counter() - wall_start, time.process_time() - cpu_start, watched.empty_waits))
+    report.put((outcome, time.perf_counter() - wall_start, time.process_time() - cpu_start, watched.empty_asks))
 
 
 def _run_against(ctx, consume, producer, count, timeout):
@@ -209,17 +210,17 @@ def check_consumer(module="exercise_queue", start_method=None):
             f"{GIVE_UP_AFTER + HUNG_AFTER:.0f} s later: wait with items.get(timeout=timeout), so a dead producer "
             "ends the wait."
         )
-    outcome, wall_s, cpu_s, empty_waits = died
+    outcome, wall_s, cpu_s, empty_asks = died
     if wall_s > 0.5 and cpu_s > SPINNING * wall_s:
         raise Wrong(
             f"while it waited for a producer that had died, consume() kept {cpu_s / wall_s:.0%} of a core busy: "
             "it polls. Let get(timeout=timeout) block instead of asking again and again."
         )
-    if empty_waits > EMPTY_WAITS:
+    if empty_asks > EMPTY_ASKS:
         raise Wrong(
-            f"while it waited for a producer that had died, consume() asked the queue {empty_waits} times and found "
-            "nothing: it polls (a nap between the asks only makes it slower to notice an item). Let one "
-            "get(timeout=timeout) block: it wakes the moment an item arrives, or raises queue.Empty."
+            f"while it waited for a producer that had died, consume() asked the queue {empty_asks} times without "
+            "waiting and found nothing: it polls (a nap between the asks only makes it slower to notice an item). "
+            "Let get(timeout=timeout) block: it wakes the moment an item arrives, or raises queue.Empty."
         )
     if outcome[0] == "returned":
         raise Wrong(
