@@ -117,7 +117,7 @@ def test_a_key_error_in_a_consumer_is_caught_by_except_key_error():
     assert "KeyError" in str(caught.__cause__)
 
 
-def test_an_exception_that_cannot_travel_becomes_worker_error():
+def test_an_exception_that_cannot_travel_becomes_worker_error(plain_exception_pickling):
     with pytest.raises(WorkerError, match="consumer-0 raised NeedsTwoArguments") as info:
         with OrderedPipeline(workloads.numbers, faults.raise_unrebuildable, (3,), start_method="fork") as pipe:
             list(pipe)
