@@ -88,10 +88,6 @@ Small and picklable: this, not the array, is what crosses a pipe.
 
 def free_bytes(path=SHM_DIR):
     """Bytes free for an unprivileged writer in ``path`` (``os.statvfs``); None if there is no such directory."""
-    return _statvfs_free(path)
-
-
-def _statvfs_free(path):
     try:
         stats = os.statvfs(path)
     except OSError:
@@ -158,7 +154,7 @@ def _map_by_name(name, reserve=False, populate=False):
                 os.posix_fallocate(fd, 0, size)
             except OSError as exc:
                 if exc.errno == errno.ENOSPC:
-                    raise NotEnoughSharedMemory(_does_not_fit(size, _statvfs_free(SHM_DIR) or 0)) from None
+                    raise NotEnoughSharedMemory(_does_not_fit(size, free_bytes() or 0)) from None
                 if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # a filesystem that cannot reserve
                     raise
         flags = mmap.MAP_SHARED | (_POPULATE if populate else 0)

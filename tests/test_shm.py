@@ -166,7 +166,7 @@ def test_a_new_block_takes_its_space_at_once():
 def test_a_failed_reservation_is_a_clear_error_and_leaves_nothing(monkeypatch):
     """When the free-space check passes but the pages are not there (another process took them), fallocate says so."""
     before = set(os.listdir(SHM))
-    monkeypatch.setattr(shm, "free_bytes", lambda path=SHM: 2**62)  # the first check sees room...
+    monkeypatch.setattr(shm, "space_problem", lambda nbytes, what=None: None)  # the first check sees room...
 
     def no_room(fd, offset, length):
         raise OSError(28, "No space left on device")  # ...the reservation does not find it
