@@ -1101,17 +1101,22 @@ def _timed_receiver(receiver, report, bursts, frames, timeout):
         report.close()
 
 
+STAMP_EVERY = 64 * 1024  # bytes between two stamps of a frame's number
+
+
 def _stamped(array, frames):
     """What to send: ``array`` itself for one frame; else a C-ordered copy and a way to stamp frame k into it.
 
-    The stamp (the frame's number in the first byte of every page) makes every
+    The stamp (the frame's number in the first byte of every 64 KiB) makes every
     array of a burst differ from the others, so an array overwritten by a later
-    one while the reader holds it cannot pass the check.
+    one while the reader holds it cannot pass the check. Stamping is inside the
+    timed interval (the sender makes its next array), so it is kept sparse: for
+    64 MiB, 1,024 bytes to write against a 64 MiB copy.
     """
     if frames == 1:
         return array, lambda k: None
     source = np.array(array, order="C", copy=True)
-    stamps = source.reshape(-1).view(np.uint8)[:: shm.PAGE]
+    stamps = source.reshape(-1).view(np.uint8)[::STAMP_EVERY]
 
     def stamp(k):
         stamps[...] = k % 256

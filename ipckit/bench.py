@@ -26,7 +26,7 @@ whatever the size (it exists only under the ``fork`` start method).
 Each measurement makes ``warmup`` bursts that are not timed, then ``repeat``
 timed ones, and reports the minimum and the median seconds per array, and GB/s
 (10**9 bytes per second) from the median. The arrays of a burst differ (each
-carries its number in the first byte of every page). After every burst, timed
+carries its number in the first byte of every 64 KiB). After every burst, timed
 or not, and after the clock has stopped, the child computes the fingerprint
 (shape, dtype, CRC-32 of the bytes) of every array it held and this process
 compares them with what it sent: ``ok`` is False if any array differed, for
