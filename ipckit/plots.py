@@ -24,6 +24,12 @@ def _seconds(record):
     return record["seconds_median"] if "seconds_median" in record else record["best_s"]
 
 
+def _bursts(records):
+    """ ", per array in bursts of N" when the records streamed bursts (fork_global and memcpy aside)."""
+    frames = {r.get("frames", 1) for r in records if r["transport"] not in (bench.MEMCPY, "fork_global")}
+    return f", per array in bursts of {max(frames)}" if frames and max(frames) > 1 else ""
+
+
 def plot_transport_speeds(records, ax=None):
     """Horizontal bars: GB/s of each transport's one-way hand-off at one size.
 
@@ -47,7 +53,7 @@ def plot_transport_speeds(records, ax=None):
             ax.annotate(f" {_seconds(record) * 1e3:.3g} ms", (record["gb_per_s"], y), va="center", fontsize=8)
     ax.set_xscale("log")
     which = "median" if any("seconds_median" in r for r in measured) else "best"
-    ax.set_xlabel(f"GB/s, {which} one-way hand-off (log scale)")
+    ax.set_xlabel(f"GB/s, {which} one-way hand-off{_bursts(measured)} (log scale)")
     first = rows[0] if rows else None
     if first:
         kind = "float64 array" if first["nbytes"] % 8 == 0 else "array"
@@ -64,9 +70,10 @@ def plot_transport_speeds(records, ax=None):
     return ax.figure
 
 
-def show_transport_speeds(size_mib=4, start_method=None, repeats=3):
-    """Measure every transport on a ``size_mib`` MiB array, then draw :func:`plot_transport_speeds`."""
-    records = arrays.compare_transports(int(size_mib * MiB), start_method=start_method, repeats=repeats)
+def show_transport_speeds(size_mib=4, start_method=None, repeats=3, frames=bench.DEFAULT_FRAMES):
+    """Measure every transport on a ``size_mib`` MiB array (bursts of ``frames``), then draw :func:`plot_transport_speeds`."""
+    records = arrays.compare_transports(int(size_mib * MiB), start_method=start_method, repeats=repeats,
+                                        frames=frames)
     plot_transport_speeds(records)
     return records
 
@@ -119,7 +126,8 @@ def plot_bandwidth(records, ax=None):
     ax.set_xlabel("array size")
     ax.set_ylabel("GB/s from the median hand-off (log)")
     methods = ", ".join(sorted({r["start_method"] for r in records if r["transport"] != bench.MEMCPY}))
-    ax.set_title(f"One-way hand-off, parent -> child (start method {methods}); dashed: memcpy in one process")
+    ax.set_title(f"One-way hand-off{_bursts(records)}, parent -> child (start method {methods}); "
+                 "dashed: memcpy in one process")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
     if missing:

@@ -147,14 +147,34 @@ def test_too_little_dev_shm_raises_before_creating(monkeypatch):
         shm.SlotPool(4, 20 * 2**20)
 
 
-def test_pretend_free_bytes_is_scoped():
+def test_free_bytes_is_what_statvfs_says():
     real = shm.free_bytes()
-    with shm.pretend_free_bytes(1000):
-        assert shm.free_bytes() == 1000
-        assert shm.space_problem(1001) and shm.space_problem(1000) is None
-    assert shm.free_bytes() == real
     if real is not None:
         assert real == os.statvfs(SHM).f_bavail * os.statvfs(SHM).f_frsize
+    assert shm.free_bytes("/no/such/directory") is None
+    assert not hasattr(shm, "_pretend_free") and not hasattr(shm, "check_space")  # no test hooks in the library
+
+
+def test_a_new_block_takes_its_space_at_once():
+    """ftruncate alone leaves a new block's pages unallocated (still counted as free); posix_fallocate takes them."""
+    before = shm.free_bytes()
+    with shm.create(8 * 2**20):
+        taken = before - shm.free_bytes()
+    assert taken >= 8 * 2**20 - 256 * 1024  # other programs may write to /dev/shm meanwhile; not 1 MiB of slack
+
+
+def test_a_failed_reservation_is_a_clear_error_and_leaves_nothing(monkeypatch):
+    """When the free-space check passes but the pages are not there (another process took them), fallocate says so."""
+    before = set(os.listdir(SHM))
+    monkeypatch.setattr(shm, "space_problem", lambda nbytes, what=None: None)  # the first check sees room...
+
+    def no_room(fd, offset, length):
+        raise OSError(28, "No space left on device")  # ...the reservation does not find it
+
+    monkeypatch.setattr(os, "posix_fallocate", no_room)
+    with pytest.raises(shm.NotEnoughSharedMemory, match=r"of 1,048,576 bytes does not fit in /dev/shm.*--shm-size"):
+        shm.create(2**20)
+    assert set(os.listdir(SHM)) == before  # the half-made block was unlinked
 
 
 # --- SIGBUS, shown safely -----------------------------------------------------------------------
