@@ -105,7 +105,7 @@ def test_the_manager_unlinks_every_block_at_shutdown(start_method):
 def _attach_elsewhere(how):
     block = SharedMemory(create=True, size=4096)
     code = f"from ipckit.lessons.shared_memory import attach_and_exit; attach_and_exit({block.name!r}, {how!r})"
-    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=False)
     survived = _exists(block.name)
     block.close()
     if survived:
@@ -214,11 +214,11 @@ def test_the_check_passes_the_solution(learner, start_method, capsys):
     "label, verdict",
     [
         ("unlinks_the_block", "Wrong: double_in_place unlinked the block"),
-        ("always_float64", "Wrong: for an array of shape (2, 3, 5) and dtype '<i4' (int32), double_in_place raised "
-                           "ValueError"),
+        ("always_float64", ("Wrong: for an array of shape (2, 3, 5) and dtype '<i4' (int32), double_in_place "
+                            "raised ValueError")),
         ("whole_block", "Wrong: with an array of shape (4, 3) and dtype '<f8' (float64), double_in_place changed"),
-        ("close_under_the_view", "Wrong: for an array of shape (4, 3) and dtype '<f8' (float64), double_in_place "
-                                 "raised BufferError"),
+        ("close_under_the_view", ("Wrong: for an array of shape (4, 3) and dtype '<f8' (float64), "
+                                  "double_in_place raised BufferError")),
         ("never_closes", "Wrong: the values are right, but double_in_place never called close()"),
     ],
 )
