@@ -42,23 +42,17 @@ dtype, slot): the zero-copy pattern.
 """
 import contextlib
 import errno
-import faulthandler
 import math
 import mmap
 import os
 import resource
-import signal
-import subprocess
-import sys
 import time
 import weakref
 from collections import namedtuple
-from multiprocessing import resource_tracker
 from multiprocessing.shared_memory import SharedMemory
 
 import numpy as np
 
-from .run import DEFAULT_TIMEOUT, run_in_child
 from .checks import check_count
 
 try:  # the C module behind SharedMemory on POSIX; absent on Windows
@@ -547,38 +541,7 @@ class SlotPool:
         self._free = []
 
 
-# --- workers and demos for the lessons (they run in children) ------------------------------
-
-
-def _fill_slot(pool, slot, shape, seed):
-    """Child: compute random numbers straight into ``slot`` and return only its ref (the zero-copy pattern)."""
-    ref = pool.ref(slot, shape, np.float64)
-    with pool.view(ref) as out:
-        np.random.default_rng(seed).random(out=out)
-    pool.close()
-    return ref
-
-
-def zero_copy_demo(shape=(1000, 1000), seed=0, start_method=None, timeout=DEFAULT_TIMEOUT):
-    """A child writes its result straight into a slot; only the ref comes back. Return what crossed the pipe."""
-    import pickle
-
-    shape = tuple(check_count(n, "shape entry", minimum=0) for n in shape)
-    with SlotPool(1, max(8, int(np.prod(shape)) * 8)) as pool:
-        slot = pool.acquire()
-        ref = run_in_child(_fill_slot, pool, slot, shape, seed, start_method=start_method, timeout=timeout)
-        with pool.view(ref) as result:
-            expected = np.random.default_rng(seed).random(shape)
-            same = bool(np.array_equal(result, expected))
-            result_nbytes = result.nbytes
-        pool.release(ref)
-    return {
-        "result shape": ref.shape,
-        "result dtype": ref.dtype,
-        "result bytes": result_nbytes,
-        "bytes through the pipe": len(pickle.dumps(ref)),
-        "equals the same computation here": same,
-    }
+# --- fresh blocks against a reused slot (measured in lesson 07 and in benchmarks/) ------------
 
 
 def _touch_faults():
@@ -619,110 +582,4 @@ def fresh_vs_reused(nbytes=8 * MiB, repeats=5):
         "reused_s": min(reused_s),
         "fresh_faults": int(np.median(fresh_faults)),
         "reused_faults": int(np.median(reused_faults)),
-    }
-
-
-def _attach_truncate_write(name):
-    """Child: attach, then shrink the file under the mapping and write: pages the kernel cannot back."""
-    faulthandler.disable()  # the crash is the lesson; no Python traceback dump on stderr
-    block = attach(name)
-    fd = _posixshmem.shm_open("/" + name, os.O_RDWR, mode=0o600)
-    try:
-        os.ftruncate(fd, 0)  # what a full /dev/shm looks like to a writer: no page behind the address
-    finally:
-        os.close(fd)
-    with block.view(block.ref((block.size // 8,), np.float64)) as values:
-        values[:] = 1.0  # SIGBUS here: the process dies, no exception, no traceback
-    return "wrote without a crash"
-
-
-def sigbus_demo(nbytes=MiB, start_method=None, timeout=DEFAULT_TIMEOUT):
-    """Show, safely, how a write to shared memory with no page behind it ends: the child is killed by SIGBUS.
-
-    A full /dev/shm cannot be made on purpose without filling the machine, so the
-    child truncates the block under its own mapping instead: the kernel then has
-    no page for the address, just as when tmpfs is full, and answers with SIGBUS.
-    The parent owns the block and unlinks it afterwards.
-    """
-    from .run import WorkerDied
-
-    with create(nbytes) as block:
-        try:
-            outcome = run_in_child(_attach_truncate_write, block.name, start_method=start_method, timeout=timeout)
-            return {"child": outcome, "exitcode": None}
-        except WorkerDied as died:
-            return {"child": "killed", "exitcode": died.exitcode}
-
-
-VIEW_KINDS = ("np.ndarray(buffer=shm.buf)", "np.frombuffer(shm.buf)")
-
-
-def _close_under_a_view(how):
-    """Child: make a SharedMemory, a numpy view of its buf, close it, then read the view."""
-    faulthandler.disable()  # the crash is the lesson; no Python traceback dump on stderr
-    block = SharedMemory(create=True, size=PAGE)
-    block.unlink()  # the name goes at once; the mapping lives until close(), so a crash leaves nothing behind
-    if how == VIEW_KINDS[0]:
-        view = np.ndarray((PAGE // 8,), np.float64, buffer=block.buf)  # keeps no hold on the mapping
-    else:
-        view = np.frombuffer(block.buf, np.float64)  # holds an export: close() must wait
-    try:
-        block.close()
-    except BufferError as exc:
-        view = None  # drop the view, then close() succeeds
-        block.close()
-        return f"close() raised BufferError: {exc}"
-    return f"close() succeeded, then the view read {view.sum()}"  # reads unmapped memory: SIGSEGV
-
-
-def close_under_a_view_demo(how, start_method=None, timeout=DEFAULT_TIMEOUT):
-    """Run :func:`_close_under_a_view` in a child, so the crash it may cause costs only the child."""
-    from .run import WorkerDied
-
-    if how not in VIEW_KINDS:
-        raise ValueError(f"how must be one of {VIEW_KINDS}")
-    try:
-        return run_in_child(_close_under_a_view, how, start_method=start_method, timeout=timeout)
-    except WorkerDied as died:
-        signame = signal.Signals(-died.exitcode).name if died.exitcode and died.exitcode < 0 else "?"
-        return f"the child was killed by {signame} (exit code {died.exitcode})"
-
-
-_TRACKER_SCRIPT = """
-import sys
-from multiprocessing import shared_memory
-from ipckit import shm
-name, how = sys.argv[1], sys.argv[2]
-if how == "SharedMemory(name)":
-    block = shared_memory.SharedMemory(name)   # registers with this process's own resource tracker
-else:
-    block = shm.attach(name)                   # maps it without registering
-block.close()
-"""
-
-
-def tracker_demo(how="SharedMemory(name)", timeout=30):
-    """An unrelated Python process attaches to a block and exits: does the block survive, is there a warning?
-
-    ``how`` is ``"SharedMemory(name)"`` (the standard library on 3.11/3.12) or
-    ``"shm.attach(name)"`` (this module). The block is owned and unlinked here.
-    """
-    if how not in ("SharedMemory(name)", "shm.attach(name)"):
-        raise ValueError("how must be 'SharedMemory(name)' or 'shm.attach(name)'")
-    with create(PAGE) as block:
-        done = subprocess.run(
-            [sys.executable, "-c", _TRACKER_SCRIPT, block.name, how],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        survived = os.path.exists(os.path.join(SHM_DIR, block.name))
-        if not survived:  # the other process's tracker unlinked it; keep ours from complaining
-            resource_tracker.unregister("/" + block.name, "shared_memory")
-            block._unlinker.detach()
-    return {
-        "attached with": how,
-        "exit code": done.returncode,
-        "block still exists": survived,
-        "leak warning printed": "leaked shared_memory" in done.stderr,
     }
