@@ -208,15 +208,21 @@ def check_dict_of_lists(module_name=EXERCISE_MODULE, processes=4, calls=200, tim
     ctx = get_context()
     keys = ["even", "odd"]
     with ctx.Manager() as manager:
-        probe, lock = manager.dict(solo=[]), manager.Lock()
+        probe, lock = manager.dict(solo=[0]), manager.Lock()
         # in this process first: a skeleton says "Not yet" here
         if not call_with_deadline(add_values, (probe, lock, "solo", [1, 2]), timeout)[0]:
             raise Wrong(f"add_values(shared, lock, 'solo', [1, 2]) did not return within {timeout:.0f} s")
-        if probe.copy() != {"solo": [1, 2]}:
-            hint = (": shared[key] returns a copy of the list, and appending to it changes only the copy; "
-                    "write the list back" if probe.copy() == {"solo": []} else "")
-            raise Wrong(f"add_values(shared, lock, 'solo', [1, 2]) on {{'solo': []}} left {probe.copy()}, "
-                        f"not {{'solo': [1, 2]}}{hint}")
+        left = probe.copy()
+        if left != {"solo": [0, 1, 2]}:
+            hint = {"[0]": ": shared[key] returns a copy of the list, and appending to it changes only the copy; "
+                           "write the list back",
+                    "[1, 2]": ": it replaced the list; extend the list already there, then write it back"}
+            raise Wrong(f"add_values(shared, lock, 'solo', [1, 2]) on {{'solo': [0]}} left {left}, "
+                        f"not {{'solo': [0, 1, 2]}}{hint.get(str(left.get('solo')), '')}")
+        if not lock.acquire(False):
+            raise Wrong("add_values returned but still holds the lock, so every other process would wait for ever: "
+                        "use `with lock:`, which releases it")
+        lock.release()
         shared, together = manager.dict({key: [] for key in keys}), ctx.Barrier(processes)
         jobs = [(keys[child % 2], [[child * 1000 + 2 * i, child * 1000 + 2 * i + 1] for i in range(calls)])
                 for child in range(processes)]
