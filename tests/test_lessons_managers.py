@@ -1,4 +1,5 @@
 """Lesson 02's workers, the manager at an address with its connection deadline, and the exercise check."""
+import operator
 import secrets
 import socket
 import threading
@@ -102,6 +103,14 @@ def test_a_child_writes_to_the_store_by_address_and_a_wrong_key_is_refused(store
         managers.connect_store(server.address, b"a wrong key")
 
 
+def test_a_store_proxy_works_in_a_child_whose_function_lives_elsewhere(store_server, start_method):
+    """Unpickling the proxy imports this module, which registers the serializer the proxy names."""
+    server, authkey = store_server
+    store = managers.connect_store(server.address, authkey)
+    assert _run_all(ipckit.get_context(start_method), operator.setitem, [(store, "set by a child", 1)]) == [0]
+    assert store.copy() == {"set by a child": 1}
+
+
 def test_200_clients_connecting_at_once_all_get_in(store_server):
     """With the stdlib's backlog of 16 and no timeout, dozens of these waited for minutes."""
     server, authkey = store_server
@@ -129,7 +138,7 @@ def test_200_clients_connecting_at_once_all_get_in(store_server):
 def test_the_client_gives_up_on_a_server_that_never_answers():
     with socket.create_server(("127.0.0.1", 0)) as silent:  # listens, never accepts, never answers
         began = time.monotonic()
-        with pytest.raises(TimeoutError, match="did not complete the handshake within 0.5 s"):
+        with pytest.raises(TimeoutError, match="did not answer within 0.5 s"):
             managers.bounded_client(silent.getsockname(), authkey=b"key", timeout=0.5)
         assert time.monotonic() - began < 3
 

@@ -5,7 +5,6 @@ every method call on it is a round trip to the manager's server process.
 """
 import importlib
 import socket
-import threading
 import time
 from multiprocessing import connection, managers
 from multiprocessing.managers import BaseManager, DictProxy
@@ -82,17 +81,18 @@ def proxy_access_cost(accesses=2_000, value_bytes=8, start_method=None):
 
 # --- A manager at an address, with a deadline on every connection --------------------
 #
-# The standard library's manager listens with a backlog of 16 connections (128 from
-# Python 3.13, cpython gh-101225), and its client waits with no time limit. When many
-# clients connect at once, connections that overflow the queue can hang for minutes.
-# A manager picks its listener and client by serializer name from
-# ``multiprocessing.managers.listener_client``; StoreManager registers its own pair:
-# the same pickle messages, a longer queue, and a client with a deadline. The pair is
-# registered when this module is imported, so a process that receives a StoreManager
-# proxy must import it first (the lesson's children run functions from it).
+# The standard library's manager server listens with a backlog of 16 connections (128
+# from Python 3.13, cpython gh-101225), and its client, ``connection.Client``, has no
+# timeout. When many clients connect at once, a connection that overflows the queue
+# can wait for minutes. A manager picks its listener and its client by serializer
+# name from ``multiprocessing.managers.listener_client``; this module registers a pair
+# under SERIALIZER when it is imported: the same pickled messages, a longer queue, and
+# a client with a deadline. Every process that uses a StoreManager imports this module
+# on its own: the manager's server and any child that receives a StoreProxy unpickle a
+# class defined here.
 
 BACKLOG = 1024  # connections the server's socket holds before accept() (Linux caps it at net.core.somaxconn)
-CONNECT_TIMEOUT = 10.0  # seconds a client waits to be connected and authenticated
+CONNECT_TIMEOUT = 10.0  # seconds a client waits to be connected and to hear from the server
 SERIALIZER = "pickle-with-deadline"
 
 
@@ -102,50 +102,34 @@ def roomy_listener(address=None, family=None, backlog=1, authkey=None):
 
 
 def bounded_client(address, family=None, authkey=None, timeout=None):
-    """``connection.Client`` with a deadline: TimeoutError after ``timeout`` s (default CONNECT_TIMEOUT).
+    """``connection.Client`` with a deadline: TimeoutError if the server has not answered within ``timeout`` s.
 
-    The stdlib client has no timeout: it connects, then waits for the server's
-    challenge for ever. Here the TCP connect has a timeout, and a timer shuts the
-    socket down if the handshake is not over in time, which ends the blocked read.
+    The stdlib client connects, then waits for the server's first message (its
+    challenge) for ever, and a connection that overflowed the server's queue may
+    never get one. Here the connect and that wait share one deadline (default
+    CONNECT_TIMEOUT). Once the server has spoken, a thread of its own serves this
+    connection, and the rest of the handshake is a quick exchange.
     """
     timeout = CONNECT_TIMEOUT if timeout is None else check_timeout(timeout)
     if connection.address_type(address) != "AF_INET":  # a Unix socket or a Windows pipe: no network to wait for
         return connection.Client(address, family, authkey)
-    began = time.monotonic()
+    deadline = time.monotonic() + timeout
     try:
         sock = socket.create_connection(address, timeout=timeout)
     except TimeoutError:
         raise TimeoutError(f"no connection to the manager at {address} within {timeout} s") from None
-    with sock:
-        sock.setblocking(True)  # Connection reads and writes the raw descriptor
-        conn = connection.Connection(sock.dup().detach())
-        if authkey is None:
-            return conn
-        gave_up = threading.Event()
-
-        def give_up():
-            gave_up.set()
-            sock.shutdown(socket.SHUT_RDWR)  # the handshake's blocked read returns: EOF
-
-        timer = threading.Timer(max(0.0, timeout - (time.monotonic() - began)), give_up)
-        timer.start()
-        try:
+    sock.setblocking(True)  # Connection reads and writes the raw descriptor
+    conn = connection.Connection(sock.detach())
+    try:
+        if authkey is not None:
+            if not conn.poll(max(0.0, deadline - time.monotonic())):
+                raise TimeoutError(f"the manager at {address} did not answer within {timeout} s")
             connection.answer_challenge(conn, authkey)
             connection.deliver_challenge(conn, authkey)
-        except (OSError, EOFError):
-            conn.close()
-            if not gave_up.is_set():
-                raise
-        except BaseException:
-            conn.close()
-            raise
-        finally:
-            timer.cancel()
-            timer.join()
-        if gave_up.is_set():  # the timer fired: this connection was shut down, even if the handshake ended
-            conn.close()
-            raise TimeoutError(f"the manager at {address} did not complete the handshake within {timeout} s")
-        return conn
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 managers.listener_client[SERIALIZER] = (roomy_listener, bounded_client)
@@ -154,8 +138,12 @@ _STORE = {}  # lives in the manager's server process
 
 
 def get_store():
-    """The one dict the server holds; clients get a DictProxy to it."""
+    """The one dict the server holds; clients get a StoreProxy to it."""
     return _STORE
+
+
+class StoreProxy(DictProxy):
+    """A DictProxy whose class lives in this module: a child that unpickles one imports it, and so knows SERIALIZER."""
 
 
 class StoreManager(BaseManager):
@@ -165,7 +153,7 @@ class StoreManager(BaseManager):
         super().__init__(address, authkey, serializer, **kwargs)
 
 
-StoreManager.register("get_store", callable=get_store, proxytype=DictProxy)
+StoreManager.register("get_store", callable=get_store, proxytype=StoreProxy)
 
 
 def connect_store(address, authkey):
@@ -208,15 +196,21 @@ def check_dict_of_lists(module_name=EXERCISE_MODULE, processes=4, calls=200, tim
     ctx = get_context()
     keys = ["even", "odd"]
     with ctx.Manager() as manager:
-        probe, lock = manager.dict(solo=[]), manager.Lock()
+        probe, lock = manager.dict(solo=[0]), manager.Lock()
         # in this process first: a skeleton says "Not yet" here
         if not call_with_deadline(add_values, (probe, lock, "solo", [1, 2]), timeout)[0]:
             raise Wrong(f"add_values(shared, lock, 'solo', [1, 2]) did not return within {timeout:.0f} s")
-        if probe.copy() != {"solo": [1, 2]}:
-            hint = (": shared[key] returns a copy of the list, and appending to it changes only the copy; "
-                    "write the list back" if probe.copy() == {"solo": []} else "")
-            raise Wrong(f"add_values(shared, lock, 'solo', [1, 2]) on {{'solo': []}} left {probe.copy()}, "
-                        f"not {{'solo': [1, 2]}}{hint}")
+        left = probe.copy()
+        if left != {"solo": [0, 1, 2]}:
+            hint = {"[0]": ": shared[key] returns a copy of the list, and appending to it changes only the copy; "
+                           "write the list back",
+                    "[1, 2]": ": it replaced the list; extend the list already there, then write it back"}
+            raise Wrong(f"add_values(shared, lock, 'solo', [1, 2]) on {{'solo': [0]}} left {left}, "
+                        f"not {{'solo': [0, 1, 2]}}{hint.get(str(left.get('solo')), '')}")
+        if not lock.acquire(False):
+            raise Wrong("add_values returned but still holds the lock, so every other process would wait for ever: "
+                        "use `with lock:`, which releases it")
+        lock.release()
         shared, together = manager.dict({key: [] for key in keys}), ctx.Barrier(processes)
         jobs = [(keys[child % 2], [[child * 1000 + 2 * i, child * 1000 + 2 * i + 1] for i in range(calls)])
                 for child in range(processes)]

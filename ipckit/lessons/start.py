@@ -156,8 +156,9 @@ def check_stop_worker(stop_worker, timeout=1.0):
             worker.start()
         if not ready.wait(10) or replies.get(timeout=10) != "working":
             raise RuntimeError("the workers did not start within 10 s; run the check again")
-        allowed = timeout + 1 + 3  # the grace for the Event, 1 s for SIGTERM, and a margin
         for name, worker, expected, behaviour in cases:
+            signals = {0: 0, -signal.SIGTERM: 1, -signal.SIGKILL: 2}[expected]  # what a right answer must send
+            allowed = timeout + signals + 2  # the grace for the Event, 1 s after each signal, and a margin
             began = time.monotonic()
             finished, code = call_with_deadline(stop_worker, (worker, stop, timeout), allowed)
             if not finished:

@@ -63,16 +63,25 @@ def count_until_stopped(ready, stop, progress):
 EXERCISE_MODULE = "exercise_counter"
 
 
-def run_learner_add(module_name, counter, together, times):
-    """Child side of the check: import the learner's module, wait for the others, call its add()."""
+def run_learner_add(module_name, counter, together, seconds, times, calls):
+    """Child side of the check: call the learner's add(counter, times) again and again for ``seconds``.
+
+    ``calls`` (this child's own RawValue) counts the calls, so the parent knows the
+    right total. Calls over a long enough time collide with the other children's,
+    even on one core, whether add() loops without the lock or adds ``times`` at once
+    without it.
+    """
     add = importlib.import_module(module_name).add
     together.wait(START_TIMEOUT)
-    add(counter, times)
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        add(counter, times)
+        calls.value += 1
 
 
 @exercise_check
-def check_counter(module_name=EXERCISE_MODULE, processes=4, times=20_000, timeout=10.0):
-    """Run the learner's ``add(counter, times)`` in ``processes`` children at once; no increment may be lost."""
+def check_counter(module_name=EXERCISE_MODULE, processes=4, seconds=0.5, times=1_000, timeout=10.0):
+    """Run the learner's ``add(counter, times)`` in ``processes`` children at once, for ``seconds``; no update lost."""
     add = learner_function(learner_module(module_name), "add")
     ctx = get_context()
     probe = ctx.Value("q", 0)
@@ -82,9 +91,14 @@ def check_counter(module_name=EXERCISE_MODULE, processes=4, times=20_000, timeou
     left = probe.get_obj().value  # read without the lock: an add() that never releases it must not block the check
     if left != 10:
         raise Wrong(f"one process calling add(counter, 10) on a counter at 0 left it at {left}, not 10")
+    if not probe.get_lock().acquire(False):  # add() ran in another thread: it still holds the lock
+        raise Wrong("add(counter, 10) returned but still holds counter.get_lock(), so every other process "
+                    "would wait for ever: use `with counter.get_lock():`, which releases it")
+    probe.get_lock().release()
     counter, together = ctx.Value("q", 0), ctx.Barrier(processes)
-    children = [ctx.Process(target=run_learner_add, args=(module_name, counter, together, times))
-                for _ in range(processes)]
+    calls = [ctx.RawValue("q", 0) for _ in range(processes)]
+    children = [ctx.Process(target=run_learner_add, args=(module_name, counter, together, seconds, times, mine))
+                for mine in calls]
     try:
         for child in children:
             child.start()
@@ -103,10 +117,12 @@ def check_counter(module_name=EXERCISE_MODULE, processes=4, times=20_000, timeou
     if failed:
         raise Wrong(f"children running add() ended with exit codes {failed}: it raised in a child "
                     "(run the exercise cell's add in the notebook to see the error)")
-    expected = processes * times
+    made = sum(mine.value for mine in calls)
+    expected = made * times
+    done = f"{processes} processes at once made {made:,} calls of add(counter, {times})"
     if counter.value != expected:
         lost = expected - counter.value
-        raise Wrong(f"{processes} processes x {times:,} increments gave {counter.value:,}, not {expected:,}: "
-                    f"{lost:,} updates were lost. Every `counter.value += 1` must happen while this process holds "
-                    "counter.get_lock(), the one lock all processes share")
-    return f"{processes} processes x {times:,} increments = {counter.value:,}: no update lost."
+        raise Wrong(f"{done}: the counter says {counter.value:,}, not {expected:,}; {lost:,} were lost. Every "
+                    "`counter.value += ...` must happen while this process holds counter.get_lock(), the one lock "
+                    "all processes share")
+    return f"{done}: the counter says {counter.value:,}, no update lost."
