@@ -44,7 +44,7 @@ def close_under_a_view(how, conn):
     faulthandler.disable()  # a crash is what this shows: no Python traceback dump on stderr
     block = SharedMemory(create=True, size=4096)
     block.unlink()  # the name goes now; the memory stays mapped until close(), so a crash leaves nothing behind
-    if how == VIEW_KINDS[0]:
+    if how == "np.ndarray(buffer=shm.buf)":
         view = np.ndarray((512,), np.float64, buffer=block.buf)  # holds no export of the buffer
     else:
         view = np.frombuffer(block.buf, np.float64)  # holds an export: close() must wait for it
@@ -98,7 +98,7 @@ def shrink_then_write(name):
     faulthandler.disable()  # the crash is the lesson: no Python traceback dump on stderr
     block = SharedMemory(name)
     values = np.frombuffer(block.buf, np.uint8)
-    os.truncate(os.path.join(SHM_DIR, name), 0)  # no page behind the mapping now, as when tmpfs is full
+    os.truncate(f"/dev/shm/{name}", 0)  # no page behind the mapping now, as when tmpfs is full
     values[:] = 1  # SIGBUS: the kernel kills this process here; no exception, no traceback
     del values
     block.close()
@@ -106,14 +106,11 @@ def shrink_then_write(name):
 
 # --- 8. streaming through a reused block: acknowledge after the read -----------------------
 
-FRAME = (240, 320)  # one camera frame, uint8
-FRAME_BYTES = FRAME[0] * FRAME[1]
 
-
-def write_frames(name, conn, count, timeout):
+def write_frames(name, shape, conn, count, timeout):
     """Writer: fill the block with frame n (every byte n % 256), send n, wait until the reader says "free"."""
     block = SharedMemory(name)
-    frame = np.frombuffer(block.buf, np.uint8, FRAME_BYTES).reshape(FRAME)
+    frame = np.frombuffer(block.buf, np.uint8, math.prod(shape)).reshape(shape)
     try:
         for n in range(count):
             frame[:] = n % 256  # overwrites whatever the block held
@@ -126,10 +123,10 @@ def write_frames(name, conn, count, timeout):
         block.close()
 
 
-def read_frames(name, conn, count, acknowledge, result, timeout):
+def read_frames(name, shape, conn, count, acknowledge, result, timeout):
     """Reader: for each frame, acknowledge ("before" or "after" reading it), hold it 1 ms, check every byte."""
     block = SharedMemory(name)
-    frame = np.frombuffer(block.buf, np.uint8, FRAME_BYTES).reshape(FRAME)
+    frame = np.frombuffer(block.buf, np.uint8, math.prod(shape)).reshape(shape)
     whole = 0
     try:
         for _ in range(count):
@@ -148,16 +145,18 @@ def read_frames(name, conn, count, acknowledge, result, timeout):
         block.close()
 
 
-def stream_frames(acknowledge, count=200, start_method=None, timeout=30):
-    """Run the writer and the reader in two children over one new block; return how many frames were whole."""
+def stream_frames(acknowledge, count=200, shape=(240, 320), start_method=None, timeout=30):
+    """Run the writer and the reader in two children over one new block of ``shape`` (a uint8 camera frame); return
+    how many frames were whole."""
     if acknowledge not in ("before", "after"):
         raise ValueError(f"acknowledge must be 'before' or 'after' the read, not {acknowledge!r}")
     ctx = get_context(start_method)
-    block = SharedMemory(create=True, size=FRAME_BYTES)  # small: no risk of a full /dev/shm here
+    block = SharedMemory(create=True, size=math.prod(shape))  # small: no risk of a full /dev/shm here
     writer_end, reader_end = ctx.Pipe()
     result_r, result_w = ctx.Pipe(duplex=False)
-    writer = ctx.Process(target=write_frames, args=(block.name, writer_end, count, timeout))
-    reader = ctx.Process(target=read_frames, args=(block.name, reader_end, count, acknowledge, result_w, timeout))
+    writer = ctx.Process(target=write_frames, args=(block.name, shape, writer_end, count, timeout))
+    reader = ctx.Process(target=read_frames,
+                         args=(block.name, shape, reader_end, count, acknowledge, result_w, timeout))
     try:
         writer.start()
         reader.start()
