@@ -229,6 +229,31 @@ def test_the_check_says_what_is_wrong(in_order, verdict, capsys):
     assert "Right" not in out
 
 
+WRONG = Path(__file__).resolve().parent / "exercises" / "wrong"
+
+
+def _wrong_answer(label):
+    namespace = {}
+    path = WRONG / f"08_ordered_pipeline__{label}.py"
+    exec(compile(path.read_text(), str(path), "exec"), namespace)
+    return namespace["in_order"]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "label, verdict",
+    [
+        ("naps_between_polls", "Wrong: while nothing happened for 0.5 s, in_order looked at each pipe"),
+        ("no_timeout_error", "Wrong: the workers stayed alive but sent nothing"),
+        ("watches_one_sentinel", "Wrong: worker-1 died (exit code 3) and in_order was still waiting"),
+    ],
+)
+def test_the_check_catches_polling_a_missing_timeout_and_a_missed_death(label, verdict, start_method, capsys):
+    assert ordered.check_in_order(_wrong_answer(label), start_method) is False
+    out = capsys.readouterr().out
+    assert out.startswith(verdict), out
+
+
 def test_timeline_colours_do_not_repeat_and_neighbours_differ():
     colours = [plots._item_colour(seq) for seq in range(200)]
     assert len(set(colours)) == 200

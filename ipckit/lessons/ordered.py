@@ -9,6 +9,7 @@ notes when it leaves main, to see how far ahead the executor hands out work.
 import os
 import threading
 import time
+from multiprocessing.connection import Connection
 
 from ..context import get_context
 from .checking import Wrong, exercise_check
@@ -37,7 +38,7 @@ def produce(conn, count, interval=0.01, idle_timeout=60):
 
 
 def consume(conn, work, idle_timeout=60):
-    """Receive (seq, item), send back (seq, work(item)), until STOP, until main closes its end, or after idle_timeout s of silence."""
+    """Receive (seq, item), send back (seq, work(item)); leave on STOP, on end-of-file, or after idle_timeout s."""
     with conn:
         while conn.poll(idle_timeout):
             try:
@@ -51,13 +52,13 @@ def consume(conn, work, idle_timeout=60):
 
 
 def square_slowly(item, seconds=0.05):
-    """The work: ``item * item`` after ``seconds``, four times as long for every fourth item, so results finish out of order."""
+    """``item * item`` after ``seconds``, four times as long on every fourth item: results finish out of order."""
     time.sleep(seconds * (4 if item % 4 == 0 else 1))
     return item * item
 
 
 def square_or_die(item, bad, seconds=0.05):
-    """Like ``square_slowly``, but item ``bad`` ends its process without a word (exit code 3), a little later than the others."""
+    """Like ``square_slowly``, but item ``bad`` ends its process without a word (exit code 3), a little later."""
     if item == bad:
         time.sleep(6 * seconds)
         os._exit(3)
@@ -81,14 +82,16 @@ class Ticket:
 
 
 def square_ticket(ticket):
-    """The same work on a ticket; returns (result, when it finished) (``perf_counter`` is one clock for all processes)."""
+    """The same work on a ticket; returns (result, when it finished): ``perf_counter``, one clock for all processes."""
     return square_slowly(ticket.number), time.perf_counter()
 
 
 # --- the exercise: the results of several workers, in order ---------------------------------
 
-HOLD = 3.0  # seconds a check worker waits for the learner's code to move on before it gives up
-NOTICE = 2.0  # seconds the learner's code may take to notice a dead worker
+HOLD = 2.0  # seconds a check worker waits for the learner's code to move on before it gives up
+NOTICE = 1.5  # seconds the learner's code may take to notice a dead worker
+QUIET = 0.5  # the timeout the check gives in_order while every worker is alive and sends nothing
+LOOKS = 4  # times in_order may look at each pipe during that quiet time; a loop that looks more often is polling
 HELD = "held up"  # the value a check worker sends instead of a result when its wait timed out
 SPINNING = 0.15  # a waiting loop that uses more than this share of a core is polling, not blocking
 
@@ -113,52 +116,90 @@ def send_in_turn(conn, steps, events, hold=HOLD):
 
 # Two workers, eight results. worker-1 sends 1, 4, 5, 6 first; worker-0 then pauses (the learner's code waits, with
 # both workers running), sends 0, 2, 3, and sends 7 only once the learner's code has yielded its first value (a
-# function that waits for every result never does).
+# function that waits for every result never does). Then both stay alive and send nothing more (the quiet test).
 IN_TURN = [
-    [("wait", "early_sent"), ("pause", 0.5), ("send", 0), ("send", 2), ("send", 3), ("wait", "first_out"), ("send", 7), ("wait", "finished", 60)],
+    [("wait", "early_sent"), ("pause", 0.5), ("send", 0), ("send", 2), ("send", 3), ("wait", "first_out"), ("send", 7),
+     ("wait", "finished", 60)],
     [("send", 1), ("send", 4), ("send", 5), ("send", 6), ("set", "early_sent"), ("wait", "finished", 60)],
 ]
-# worker-0 sends 0 and dies once worker-1 has sent its three results: 2 and 4 never come.
+# Three workers; the one in the middle (worker-1) sends 0 and dies once worker-0 has sent 1 and 3: 2 and 4 never
+# come. (In the middle, so that code watching only the first or only the last sentinel misses the death.)
 ONE_DIES = [
+    [("send", 1), ("send", 3), ("set", "early_sent"), ("wait", "finished", 60)],
     [("send", 0), ("wait", "early_sent"), ("exit", 3)],
-    [("send", 1), ("send", 3), ("send", 5), ("set", "early_sent"), ("wait", "finished", 60)],
+    [("send", 5), ("wait", "finished", 60)],
 ]
 _EVENTS = ("early_sent", "first_out", "finished")
 
 
-class _Run:
-    """The learner's ``in_order`` over the pipes of workers that follow ``scripts``, iterated in a thread of its own."""
+class _CountedConnection(Connection):
+    """Main's end of a check worker's pipe: counts how often the learner's code looks at it.
 
-    def __init__(self, ctx, in_order, scripts, count, timeout):
-        self.events = {name: ctx.Event() for name in _EVENTS}
-        self.conns, self.kept, self.workers = [], [], []
-        for number, steps in enumerate(scripts):
-            conn, worker_end = ctx.Pipe(duplex=False)
-            worker = ctx.Process(target=send_in_turn, args=(worker_end, steps, self.events), name=f"worker-{number}",
-                                 daemon=True)
-            self.conns.append(conn)
-            self.kept.append(worker_end)  # kept open here: a dead worker's pipe never reports end-of-file, only its sentinel tells
-            self.workers.append(worker)
+    ``wait()`` and ``poll()`` both ask a connection for its ``fileno()`` once per call, so the count
+    is the number of times the learner's thread waited on, or polled, this pipe.
+    """
+
+    looks = 0
+
+    def fileno(self):
+        if threading.current_thread().name == "learner-code":
+            self.looks += 1
+        return super().fileno()
+
+
+class _Call:
+    """One call of the learner's ``in_order``, iterated in a thread of its own: its values, outcome and times."""
+
+    def __init__(self, in_order, conns, processes, count, timeout, first_out):
         self.values, self.outcome, self.cpu_s, self.wall_s = [], None, 0.0, 0.0
-        self.thread = threading.Thread(target=self._iterate, args=(in_order, count, timeout), daemon=True, name="learner-code")
+        args = (in_order, conns, processes, count, timeout, first_out)
+        self.thread = threading.Thread(target=self._iterate, args=args, daemon=True, name="learner-code")
+        self.thread.start()
 
-    def _iterate(self, in_order, count, timeout):
+    def _iterate(self, in_order, conns, processes, count, timeout, first_out):
         cpu_start, wall_start = time.thread_time(), time.perf_counter()
         try:
-            for value in in_order(list(self.conns), list(self.workers), count, timeout):
+            for value in in_order(list(conns), list(processes), count, timeout):
                 self.values.append(value)
-                self.events["first_out"].set()
+                first_out.set()
             self.outcome = ("returned", None)
         except Exception as exc:
             self.outcome = ("raised", exc)
         finally:
             self.cpu_s, self.wall_s = time.thread_time() - cpu_start, time.perf_counter() - wall_start
 
+
+class _Run:
+    """Check workers that follow ``scripts``, each with a pipe to main, and calls of the learner's code over them."""
+
+    def __init__(self, ctx, scripts):
+        self.events = {name: ctx.Event() for name in _EVENTS}
+        self.conns, self.kept, self.workers = [], [], []
+        for number, steps in enumerate(scripts):
+            conn, worker_end = ctx.Pipe(duplex=False)
+            if type(conn) is Connection:
+                conn.__class__ = _CountedConnection  # main's end never travels to a child, so its class may differ
+            worker = ctx.Process(target=send_in_turn, args=(worker_end, steps, self.events), name=f"worker-{number}",
+                                 daemon=True)
+            self.conns.append(conn)
+            # kept open here: a dead worker's pipe never reports end-of-file, only its sentinel tells
+            self.kept.append(worker_end)
+            self.workers.append(worker)
+
+    def call(self, in_order, count, timeout):
+        """Start the learner's ``in_order`` over this run's pipes and workers, in a thread; return the _Call."""
+        for conn in self.conns:
+            conn.looks = 0
+        return _Call(in_order, self.conns, self.workers, count, timeout, self.events["first_out"])
+
+    def looks(self):
+        """The most times the learner's code looked at one pipe since the last call started."""
+        return max(getattr(conn, "looks", 0) for conn in self.conns)
+
     def __enter__(self):
         try:
             for worker in self.workers:
                 worker.start()
-            self.thread.start()
         except BaseException:
             self.__exit__()
             raise
@@ -174,85 +215,127 @@ class _Run:
             if worker.is_alive():
                 worker.terminate()
                 worker.join(timeout=2)
-        self.thread.join(timeout=1)
         for conn in self.conns:
             conn.close()
         self.events = {}  # the learner's exception may keep this object in a reference cycle: free the semaphores now
 
 
-def _raised_by_learner(run):
+def _raised_by_learner(call):
     """Re-raise NotImplementedError (the skeleton) as it is; turn any other exception into Wrong."""
-    kind, value = run.outcome
+    kind, value = call.outcome
     if kind == "raised":
         if isinstance(value, NotImplementedError):
             raise value
         raise Wrong(f"in_order raised {type(value).__name__}: {value}, though every worker was alive and sending")
 
 
-def _check_in_turn(ctx, in_order, timeout):
-    count, expected = 8, [n * n for n in range(8)]
-    with _Run(ctx, in_order, IN_TURN, count, timeout) as run:
-        run.thread.join(HOLD + 5)
-        if run.thread.is_alive():
-            raise Wrong(
-                f"in_order was still running {HOLD + 5:.0f} s after it started, with {len(run.values)} values given: "
-                f"stop after count={count} results, and wait with wait(..., timeout)."
-            )
-    _raised_by_learner(run)
-    if HELD in run.values:
+def _check_in_turn(call, count):
+    expected = [n * n for n in range(count)]
+    if call.thread.is_alive():
+        raise Wrong(
+            f"in_order was still running {HOLD + 3:.0f} s after it started, having given {call.values} though all "
+            f"{count} results had arrived: after each result, yield every value whose turn has come (a while loop), "
+            f"and stop after count={count}."
+        )
+    _raised_by_learner(call)
+    if HELD in call.values:
         raise Wrong(
             "in_order gave its first value only after every result had arrived: yield each value as soon as "
             "it and every earlier one are there (result 7 was sent only once the first value came out)."
         )
-    pairs = [v for v in run.values if isinstance(v, tuple)]
-    if pairs and len(pairs) == len(run.values):
-        raise Wrong(f"in_order gave {run.values[:3]}...: yield the values alone, not (seq, value) pairs.")
-    if run.values != expected:
+    pairs = [v for v in call.values if isinstance(v, tuple)]
+    if pairs and len(pairs) == len(call.values):
+        raise Wrong(f"in_order gave {call.values[:3]}...: yield the values alone, not (seq, value) pairs.")
+    if call.values != expected:
         arrived = [1, 16, 25, 36, 0, 4, 9, 49]
-        hint = " That is the order they arrived in: keep early ones in a dict until their turn." if run.values == arrived else ""
-        raise Wrong(f"in_order gave {run.values}; the results in seq order are {expected}.{hint}")
-    if run.cpu_s > SPINNING * run.wall_s:
+        hint = ""
+        if call.values == arrived:
+            hint = " That is the order they arrived in: keep early ones in a dict until their turn."
+        raise Wrong(f"in_order gave {call.values}; the results in seq order are {expected}.{hint}")
+    if call.cpu_s > SPINNING * call.wall_s:
         raise Wrong(
-            f"in_order kept a core {run.cpu_s / run.wall_s:.0%} busy while it waited: block in "
+            f"in_order kept a core {call.cpu_s / call.wall_s:.0%} busy while it waited: block in "
             "multiprocessing.connection.wait(..., timeout) instead of asking again and again."
         )
 
 
-def _check_one_dies(ctx, in_order, timeout):
-    with _Run(ctx, in_order, ONE_DIES, 6, timeout) as run:
-        dead = run.workers[0]
-        dead.join(timeout=30)
-        run.thread.join(NOTICE)
-        if run.thread.is_alive():
-            raise Wrong(
-                f"worker-0 died (exit code {dead.exitcode}) and in_order was still waiting {NOTICE:.0f} s later, "
-                f"with timeout={timeout}: wait on the workers' sentinels as well as on the pipes, and raise when one ends."
-            )
-    kind, value = run.outcome
+def _check_quiet(call, looks):
+    if call.thread.is_alive():
+        raise Wrong(
+            f"the workers stayed alive but sent nothing, and in_order(..., timeout={QUIET}) was still waiting "
+            f"{QUIET + 2.5:.0f} s later: when wait(..., timeout) returns an empty list, nothing happened for "
+            "`timeout` seconds: raise TimeoutError."
+        )
+    kind, value = call.outcome
+    if kind == "returned":
+        raise Wrong(
+            f"the workers stayed alive but sent nothing for {QUIET} s, and in_order ended without an error: "
+            "raise TimeoutError, so the caller knows no result is coming."
+        )
+    if not isinstance(value, TimeoutError):
+        raise Wrong(
+            f"the workers stayed alive but sent nothing for {QUIET} s, and in_order raised "
+            f"{type(value).__name__}: {value}. Raise TimeoutError when nothing happens within the timeout."
+        )
+    if call.wall_s < 0.8 * QUIET:
+        raise Wrong(
+            f"in_order(..., timeout={QUIET}) raised TimeoutError {call.wall_s:.2f} s after it started, before "
+            f"{QUIET} s without news had passed: give wait() the timeout, and give up only when it returns an "
+            "empty list."
+        )
+    if looks > LOOKS:
+        raise Wrong(
+            f"while nothing happened for {QUIET} s, in_order looked at each pipe {looks} times: it polls (a nap "
+            "between the looks only makes it slower to notice a result). Block in one "
+            "wait(pipes + sentinels, timeout=timeout): it wakes the moment something happens, or after the timeout."
+        )
+
+
+def _check_one_dies(call, dead):
+    dead.join(timeout=30)
+    call.thread.join(NOTICE)
+    if call.thread.is_alive():
+        raise Wrong(
+            f"{dead.name} died (exit code {dead.exitcode}) and in_order was still waiting {NOTICE} s later, with "
+            "timeout=10: wait on every worker's sentinel as well as on the pipes, and raise when one ends."
+        )
+    kind, value = call.outcome
     if isinstance(value, NotImplementedError):
         raise value
     if kind == "returned":
-        raise Wrong(f"worker-0 died, yet in_order ended without an error after giving {run.values}: raise, so the caller knows.")
+        raise Wrong(f"{dead.name} died, yet in_order ended without an error after giving {call.values}: raise, "
+                    "so the caller knows.")
     if isinstance(value, TimeoutError):
-        raise Wrong("worker-0 died and in_order raised TimeoutError: notice the death itself, with the workers' sentinels.")
-    if run.values != [0, 1][: len(run.values)]:
-        raise Wrong(f"before worker-0 died, in_order gave {run.values}; only 0 and 1 (the values of results 0 and 1) were due.")
+        raise Wrong(f"{dead.name} died and in_order raised TimeoutError: notice the death itself, with the "
+                    "workers' sentinels.")
+    if call.values != [0, 1][: len(call.values)]:
+        raise Wrong(f"before {dead.name} died, in_order gave {call.values}; only 0 and 1 (the values of results "
+                    "0 and 1) were due.")
     return type(value).__name__
 
 
 @exercise_check
 def check_in_order(in_order, start_method=None, timeout=10):
-    """Run the learner's ``in_order(conns, processes, count, timeout)`` over worker children; say Right, or what is wrong.
+    """Run the learner's ``in_order(conns, processes, count, timeout)`` over check workers; say Right or what is wrong.
 
-    First two live workers send eight results out of order (one only after the
-    first value has come out); then one worker dies after sending its first result.
+    Two live workers send eight results out of order (one only after the first value
+    has come out); then they stay alive and silent, and in_order must give up after
+    its timeout without polling; then one of three workers dies after sending its first result.
     """
     if not callable(in_order):
-        raise Wrong("in_order should be a function in_order(conns, processes, count, timeout); run the exercise cell first.")
+        raise Wrong("in_order should be a function in_order(conns, processes, count, timeout); run the exercise "
+                    "cell first.")
     ctx = get_context(start_method)
-    _check_in_turn(ctx, in_order, timeout)
-    raised = _check_one_dies(ctx, in_order, timeout)
+    with _Run(ctx, IN_TURN) as run:
+        call = run.call(in_order, 8, timeout)
+        call.thread.join(HOLD + 3)
+        _check_in_turn(call, 8)
+        quiet = run.call(in_order, 1, QUIET)  # every result is in: the workers now send nothing
+        quiet.thread.join(QUIET + 2.5)
+        _check_quiet(quiet, run.looks())
+    with _Run(ctx, ONE_DIES) as run:
+        raised = _check_one_dies(run.call(in_order, 6, timeout), run.workers[1])
     return (
-        "each value came out as soon as its turn came, none waited for later ones, and a dead worker "
-        f"was noticed at once ({raised})."
+        "each value came out as soon as its turn came, none waited for later ones, silent workers ended the "
+        f"wait after the timeout (TimeoutError), and a dead worker was noticed at once ({raised})."
     )

@@ -26,7 +26,7 @@ SHM_DIR = "/dev/shm"  # where Linux keeps the blocks, as files
 
 
 def add_row_numbers(name, shape, dtype):
-    """Attach to the block ``name`` and add its number to each row of the 2-D array in it, in place; close, never unlink."""
+    """Attach to the block ``name``, add its number to each row of the 2-D array in it; close, never unlink."""
     block = SharedMemory(name)  # attach: no create=, no size=
     array = np.frombuffer(block.buf, dtype=dtype, count=math.prod(shape)).reshape(shape)
     array += np.arange(shape[0]).reshape(-1, 1)  # row 0 gets +0, row 1 gets +1, ...
@@ -44,7 +44,7 @@ def close_under_a_view(how, conn):
     faulthandler.disable()  # a crash is what this shows: no Python traceback dump on stderr
     block = SharedMemory(create=True, size=4096)
     block.unlink()  # the name goes now; the memory stays mapped until close(), so a crash leaves nothing behind
-    if how == VIEW_KINDS[0]:
+    if how == "np.ndarray(buffer=shm.buf)":
         view = np.ndarray((512,), np.float64, buffer=block.buf)  # holds no export of the buffer
     else:
         view = np.frombuffer(block.buf, np.float64)  # holds an export: close() must wait for it
@@ -94,11 +94,11 @@ def attach_and_exit(name, how):
 
 
 def shrink_then_write(name):
-    """Attach to the block ``name``, shrink its file to nothing under the mapping, then write: SIGBUS, as on a full /dev/shm."""
+    """Attach to the block ``name``, shrink its file to nothing under the mapping, write: SIGBUS, as on a full tmpfs."""
     faulthandler.disable()  # the crash is the lesson: no Python traceback dump on stderr
     block = SharedMemory(name)
     values = np.frombuffer(block.buf, np.uint8)
-    os.truncate(os.path.join(SHM_DIR, name), 0)  # no page behind the mapping now, as when tmpfs is full
+    os.truncate(f"/dev/shm/{name}", 0)  # no page behind the mapping now, as when tmpfs is full
     values[:] = 1  # SIGBUS: the kernel kills this process here; no exception, no traceback
     del values
     block.close()
@@ -106,14 +106,11 @@ def shrink_then_write(name):
 
 # --- 8. streaming through a reused block: acknowledge after the read -----------------------
 
-FRAME = (240, 320)  # one camera frame, uint8
-FRAME_BYTES = FRAME[0] * FRAME[1]
 
-
-def write_frames(name, conn, count, timeout):
+def write_frames(name, shape, conn, count, timeout):
     """Writer: fill the block with frame n (every byte n % 256), send n, wait until the reader says "free"."""
     block = SharedMemory(name)
-    frame = np.frombuffer(block.buf, np.uint8, FRAME_BYTES).reshape(FRAME)
+    frame = np.frombuffer(block.buf, np.uint8, math.prod(shape)).reshape(shape)
     try:
         for n in range(count):
             frame[:] = n % 256  # overwrites whatever the block held
@@ -126,10 +123,10 @@ def write_frames(name, conn, count, timeout):
         block.close()
 
 
-def read_frames(name, conn, count, acknowledge, result, timeout):
+def read_frames(name, shape, conn, count, acknowledge, result, timeout):
     """Reader: for each frame, acknowledge ("before" or "after" reading it), hold it 1 ms, check every byte."""
     block = SharedMemory(name)
-    frame = np.frombuffer(block.buf, np.uint8, FRAME_BYTES).reshape(FRAME)
+    frame = np.frombuffer(block.buf, np.uint8, math.prod(shape)).reshape(shape)
     whole = 0
     try:
         for _ in range(count):
@@ -148,16 +145,18 @@ def read_frames(name, conn, count, acknowledge, result, timeout):
         block.close()
 
 
-def stream_frames(acknowledge, count=200, start_method=None, timeout=30):
-    """Run the writer and the reader in two children over one new block; return how many frames were whole."""
+def stream_frames(acknowledge, count=200, shape=(240, 320), start_method=None, timeout=30):
+    """Run the writer and the reader in two children over one new block of ``shape`` (a uint8 camera frame); return
+    how many frames were whole."""
     if acknowledge not in ("before", "after"):
         raise ValueError(f"acknowledge must be 'before' or 'after' the read, not {acknowledge!r}")
     ctx = get_context(start_method)
-    block = SharedMemory(create=True, size=FRAME_BYTES)  # small: no risk of a full /dev/shm here
+    block = SharedMemory(create=True, size=math.prod(shape))  # small: no risk of a full /dev/shm here
     writer_end, reader_end = ctx.Pipe()
     result_r, result_w = ctx.Pipe(duplex=False)
-    writer = ctx.Process(target=write_frames, args=(block.name, writer_end, count, timeout))
-    reader = ctx.Process(target=read_frames, args=(block.name, reader_end, count, acknowledge, result_w, timeout))
+    writer = ctx.Process(target=write_frames, args=(block.name, shape, writer_end, count, timeout))
+    reader = ctx.Process(target=read_frames,
+                         args=(block.name, shape, reader_end, count, acknowledge, result_w, timeout))
     try:
         writer.start()
         reader.start()
@@ -182,7 +181,7 @@ def stream_frames(acknowledge, count=200, start_method=None, timeout=30):
 
 
 def fill_slot(pool, slot, shape, seed, conn):
-    """Compute random numbers straight into ``slot`` of the SlotPool ``pool``; send back only where they are (an ArrayRef)."""
+    """Compute random numbers straight into ``slot`` of the SlotPool ``pool``; send back only where they are (a ref)."""
     ref = pool.ref(slot, shape, np.float64)
     with pool.view(ref) as out:
         np.random.default_rng(seed).random(out=out)  # numpy writes the result in place: no copy
@@ -206,21 +205,31 @@ class _Watched(SharedMemory):
     """SharedMemory as the learner's code gets it in the check's child: notes what is done with each block."""
 
     def __init__(self, name=None, create=False, size=0, **kwargs):
+        self.created, self.calls = bool(create), []  # before the attach, which may fail: __del__ still calls close()
         super().__init__(name, create, size, **kwargs)
-        self.created, self.calls = bool(create), []
         _MADE.append(self)
 
     def close(self):
-        self.calls.append("close")
-        super().close()
+        try:
+            super().close()
+        except BufferError:  # an array on buf is still alive: the block stays mapped
+            self.calls.append("close refused")
+            raise
+        self.calls.append("close")  # only a close() that worked counts
 
     def unlink(self):
         self.calls.append("unlink")
         super().unlink()
 
+    def __del__(self):
+        try:
+            super().close()
+        except (BufferError, OSError):
+            pass  # the learner's code kept a view: the check says so; the mapping goes when the child exits
+
 
 def run_learner_double(module_name, blocks, report):
-    """Child side of the check: call the learner's double_in_place(name, shape, dtype) on each block; report what it did."""
+    """Child side of the check: call the learner's double_in_place(name, shape, dtype) on each block; report on it."""
     shared_memory.SharedMemory = _Watched  # for `shared_memory.SharedMemory(...)` in the learner's code
     module = importlib.import_module(module_name)
     if getattr(module, "SharedMemory", None) is SharedMemory:  # for `from ... import SharedMemory` (fork inherits it)
@@ -234,7 +243,8 @@ def run_learner_double(module_name, blocks, report):
             outcome = ("returned",)
         except Exception as error:
             frames = traceback.extract_tb(error.__traceback__)
-            where = next((f for f in reversed(frames) if f.filename == module.__file__), frames[-1])  # the learner's line
+            # the learner's line
+            where = next((f for f in reversed(frames) if f.filename == module.__file__), frames[-1])
             outcome = ("raised", type(error).__name__, str(error), os.path.basename(where.filename), where.lineno)
         mine = _MADE[first:]
         found.append({
@@ -242,6 +252,7 @@ def run_learner_double(module_name, blocks, report):
             "attached": sum(1 for block in mine if not block.created),
             "created": sum(1 for block in mine if block.created),
             "closed": all("close" in block.calls for block in mine),
+            "refused": any("close refused" in block.calls for block in mine),
             "unlinked": any("unlink" in block.calls for block in mine if not block.created),
         })
         for block in mine:  # tidy up after the learner, so a mistake leaks nothing
@@ -282,7 +293,7 @@ def _raised(case, outcome):
     elif kind == "ValueError" and ("reshape" in message or "multiple of element size" in message):
         hint = (" The block can be bigger than the array (SharedMemory may round its size up): take only the "
                 "array's items, np.frombuffer(block.buf, dtype=dtype, count=math.prod(shape)), then .reshape(shape).")
-    elif kind == "FileNotFoundError":
+    elif kind in ("FileNotFoundError", "FileExistsError"):
         hint = " Attach to the block the parent made: SharedMemory(name), without create=True."
     raise Wrong(f"for an array of shape {shape} and dtype {_named(dtype)}, double_in_place raised {kind}: {message} "
                 f"(in {filename}, line {line}).{hint}")
@@ -290,7 +301,7 @@ def _raised(case, outcome):
 
 @exercise_check
 def check_double_in_place(module=EXERCISE_MODULE, start_method=None, timeout=20.0):
-    """Run the learner's ``double_in_place`` in a child on blocks this process owns; check values, tails and who unlinked."""
+    """Run the learner's ``double_in_place`` in a child on blocks the check owns; check values, tails, close, unlink."""
     learner_function(learner_module(module), "double_in_place")
     ctx = get_context(start_method)
     blocks, arrays, originals = [], [], []
@@ -305,9 +316,8 @@ def check_double_in_place(module=EXERCISE_MODULE, start_method=None, timeout=20.
             arrays.append(array)
             originals.append(original)
         report, child_end = ctx.Pipe(duplex=False)
-        child = ctx.Process(target=run_learner_double,
-                            args=(module, [(b.name, shape, dtype) for b, (shape, dtype) in zip(blocks, CASES)],
-                                  child_end))
+        named = [(block.name, shape, dtype) for block, (shape, dtype) in zip(blocks, CASES, strict=True)]
+        child = ctx.Process(target=run_learner_double, args=(module, named, child_end))
         child.start()
         child_end.close()  # the child has its own: if it dies, poll() sees the end of the pipe
         try:
@@ -326,7 +336,7 @@ def check_double_in_place(module=EXERCISE_MODULE, start_method=None, timeout=20.
                 child.join(timeout=5)
             report.close()
 
-        for case, result in zip(CASES, found):
+        for case, result in zip(CASES, found, strict=True):
             if result["outcome"][0] == "raised":
                 _raised(case, result["outcome"])
         if any(result["created"] for result in found):
@@ -340,21 +350,27 @@ def check_double_in_place(module=EXERCISE_MODULE, start_method=None, timeout=20.
             raise Wrong("double_in_place unlinked the block: after the child, its name is gone from /dev/shm for "
                         "every process. The parent created it and owns it; a process that only attached calls "
                         "close(), never unlink().")
-        for (shape, dtype), block, array, original in zip(CASES, blocks, arrays, originals):
+        for (shape, dtype), block, array, original in zip(CASES, blocks, arrays, originals, strict=True):
             tail = bytes(block.buf[original.nbytes:original.nbytes + TAIL])
             changed = sum(byte != TAIL_BYTE for byte in tail)
             if changed:
-                raise Wrong(f"with an array of shape {shape} and dtype {_named(dtype)}, double_in_place changed {changed} "
-                            f"of the {TAIL} bytes after the array: the block can be bigger than the array. Take only "
-                            "its items: np.frombuffer(block.buf, dtype=dtype, count=math.prod(shape)).")
+                raise Wrong(f"with an array of shape {shape} and dtype {_named(dtype)}, double_in_place changed "
+                            f"{changed} of the {TAIL} bytes after the array: the block can be bigger than the array. "
+                            "Take only its items: np.frombuffer(block.buf, dtype=dtype, count=math.prod(shape)).")
             if np.array_equal(array, original):
-                raise Wrong(f"the array of shape {shape} and dtype {_named(dtype)} in the block did not change. Double it in place "
-                            "(array *= 2): array = array * 2 makes a new array in the child's own memory.")
+                raise Wrong(f"the array of shape {shape} and dtype {_named(dtype)} in the block did not change. "
+                            "Double it in place (array *= 2): array = array * 2 makes a new array in the child's "
+                            "own memory.")
             if not np.array_equal(array, original * 2):
-                raise Wrong(f"for an array of shape {shape} and dtype {_named(dtype)}, starting {_describe(original)}, the "
-                            f"block now holds {_describe(array)}, not {_describe(original * 2)}: read the block with "
-                            "the dtype and shape you are given (np.frombuffer(..., dtype=dtype, ...).reshape(shape)).")
+                raise Wrong(f"for an array of shape {shape} and dtype {_named(dtype)}, starting {_describe(original)}, "
+                            f"the block now holds {_describe(array)}, not {_describe(original * 2)}: read the block "
+                            "with the dtype and shape you are given "
+                            "(np.frombuffer(..., dtype=dtype, ...).reshape(shape)).")
         if not all(result["closed"] for result in found):
+            if any(result["refused"] for result in found):
+                raise Wrong("the values are right, but close() raised BufferError (a numpy array on block.buf was "
+                            "still alive) and double_in_place went on: the child keeps the block mapped until it "
+                            "exits. `del` every array and view made on block.buf, then close().")
             raise Wrong("the values are right, but double_in_place never called close(): the child keeps the block "
                         "mapped until it exits. Drop the array (del), then close().")
         shapes = ", ".join(f"{shape} {np.dtype(dtype).name}" for shape, dtype in CASES)
