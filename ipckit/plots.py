@@ -81,9 +81,13 @@ def plot_transport_speeds(records, ax=None):
 
 
 def show_transport_speeds(size_mib=4, start_method=None, repeats=3, frames=bench.DEFAULT_FRAMES):
-    """Measure every transport on a ``size_mib`` MiB array (bursts of ``frames``), then draw :func:`plot_transport_speeds`."""
+    """Measure every transport on a ``size_mib`` MiB array (bursts of ``frames``), then draw :func:`plot_transport_speeds`.
+
+    ``shared_memory`` copied out by its reader is measured too, to set beside the transports whose reader gets a copy.
+    """
+    transports = [*arrays.TRANSPORTS, bench.copied_out("shared_memory")]
     records = arrays.compare_transports(int(size_mib * MiB), start_method=start_method, repeats=repeats,
-                                        frames=frames)
+                                        frames=frames, transports=transports)
     plot_transport_speeds(records)
     return records
 

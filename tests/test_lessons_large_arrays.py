@@ -145,6 +145,7 @@ def test_a_queue_pickles_after_put_returns(put_a_copy, start_method):
     finally:
         _finish(child)
         replies.close()
+        items.cancel_join_thread()
     expected = 1.0 if put_a_copy else 2.0
     assert arrived[1] == describe(np.full(2**20, expected))
 
