@@ -14,14 +14,18 @@ on both sides, as much of it overlapped as the transport allows: pickling, the
 kernel's copies, the acknowledgements the shared-buffer transports wait for,
 and the receiver allocating the arrays it returns (fresh arrays: their page
 faults are inside the interval), except for ``shared_memory``, whose receiver
-reads in place: one copy in all, the sender's. ``frames=1`` measures a lone
-hand-off instead (the latency of one array, nothing to overlap).
+reads in place: one copy in all, the sender's, and an array the reader does not
+own (it is the sender's again after the next ``recv()``). To compare it like
+with like, :func:`copied_out` makes its reader copy each array, as the others
+hand over one the reader owns. ``frames=1`` measures a lone hand-off instead
+(the latency of one array, nothing to overlap).
 
 It does not include starting the child: one child receives every burst of a
 measurement, started before the first. The exception is ``fork_global``, whose
 data travels by ``fork`` itself: each of its bursts is one array and one new
-child, so its time is the time to fork a child that can read the array,
-whatever the size (it exists only under the ``fork`` start method).
+child, so its time is the time to fork a child that can read the array, in
+place (it exists only under the ``fork`` start method). That time grows with
+the memory the parent maps, the array included: ``fork`` copies page tables.
 
 Each measurement makes ``warmup`` bursts that are not timed, then ``repeat``
 timed ones, and reports the minimum and the median seconds per array, and GB/s
@@ -36,9 +40,10 @@ its receiver flips one bit, to show that the check can fail.
 
 The reference row ``memcpy`` is ``numpy.copyto`` of the same array into a
 destination allocated and touched once beforehand, in this process: one memory
-copy, no process, no allocation, no page faults. It is the physical limit for
-any transport that copies the data once (``shared_memory`` comes close); most
-copy it twice or more.
+copy, no process, no allocation, no page faults. For big arrays it is the
+limit for any transport that copies the data once (``shared_memory`` comes
+close); most copy it twice or more. For small ones its time is mostly the cost
+of one numpy call, not of moving bytes: a ceiling, not a physical limit.
 
 A combination that cannot or should not run here is not an error: it becomes a
 record with a ``reason`` (a transport under a start method it cannot use,
@@ -371,6 +376,20 @@ def corrupted(transport):
     return _Wrapped(arrays.get_transport(transport), "corrupted", "the receiver then flips one bit", _FlipOneBit)
 
 
+class _CopyOut(_WrappedEnd):
+    """A receiving end that returns a copy of every array: one the reader owns, as the copying transports give."""
+
+    def recv(self, timeout=DEFAULT_TIMEOUT, peer=None):
+        return self._end.recv(timeout, peer).copy()
+
+
+def copied_out(transport="shared_memory"):
+    """``transport`` with a reader that copies each array it receives: an in-place transport compared like with like."""
+    wrapped = _Wrapped(arrays.get_transport(transport), "copied out", "the reader copies each array", _CopyOut)
+    wrapped.in_place = False  # what recv() returns is the reader's own
+    return wrapped
+
+
 def released_early(transport="shared_memory"):
     """``transport`` made safe only in lock-step: its receiver releases each array inside ``recv()``.
 
@@ -501,7 +520,8 @@ def _format_seconds(seconds):
 
 def table(records):
     """The hand-off records as a text table: one block per size, fastest first, skipped ones last with their reason."""
-    lines = [f"{'size':>9}  {'transport':<19} {'start':<10} {'min':>9} {'median':>9} {'GB/s':>8} {'x memcpy':>8}  ok"]
+    width = max([19] + [len(r["transport"]) for r in records])
+    lines = [f"{'size':>9}  {'transport':<{width}} {'start':<10} {'min':>9} {'median':>9} {'GB/s':>8} {'x memcpy':>8}  ok"]
     for size in dict.fromkeys(r["nbytes"] for r in records):
         block = [r for r in records if r["nbytes"] == size]
         limit = next((r["gb_per_s"] for r in block if r["transport"] == MEMCPY), None)
@@ -509,20 +529,24 @@ def table(records):
         for r in measured:
             ratio = f"{r['gb_per_s'] / limit:.2f}" if limit else "-"
             lines.append(
-                f"{format_size(size):>9}  {r['transport']:<19} {r['start_method']:<10} "
+                f"{format_size(size):>9}  {r['transport']:<{width}} {r['start_method']:<10} "
                 f"{_format_seconds(r['seconds_min']):>9} {_format_seconds(r['seconds_median']):>9} "
                 f"{r['gb_per_s']:8.3g} {ratio:>8}  {'yes' if r['ok'] else 'NO'}"
             )
         for r in block:
             if "reason" in r:
-                lines.append(f"{format_size(size):>9}  {r['transport']:<19} {r['start_method']:<10} skipped: {short_reason(r)}")
+                lines.append(f"{format_size(size):>9}  {r['transport']:<{width}} {r['start_method']:<10} skipped: {short_reason(r)}")
     frames = sorted({r["frames"] for r in records if "frames" in r and r["transport"] not in (MEMCPY, "fork_global")})
     if frames:
         burst = " or ".join(str(n) for n in frames)
         lines.append(f"Times per array, from bursts of {burst} sent without waiting, the reader holding each one.")
     lines.append("GB/s from the median; ok: every array received had the CRC-32 of the one sent.")
     if any(r["transport"] == "fork_global" and "reason" not in r for r in records):
-        lines.append("fork_global: the time to fork a child that can read the array, whatever its size.")
+        lines.append("fork_global: the time to fork a child that can read the array in place (it grows with the parent's memory).")
+    in_place = [r["transport"] for r in records if r["transport"] in arrays.TRANSPORTS and "reason" not in r
+                and arrays.TRANSPORTS[r["transport"]].in_place]
+    for name in dict.fromkeys(in_place):
+        lines.append(f"{name}: read in place, no copy by the reader; the others hand over an array the reader owns.")
     return "\n".join(lines)
 
 

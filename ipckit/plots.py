@@ -24,6 +24,16 @@ def _seconds(record):
     return record["seconds_median"] if "seconds_median" in record else record["best_s"]
 
 
+def _label(name):
+    """A transport's name, marked when its reader gets the array in place (no copy) instead of one it owns."""
+    transport = arrays.TRANSPORTS.get(name)
+    if transport is not None and transport.in_place:
+        return f"{name} (in place)"
+    if name == "fork_global":
+        return f"{name} (inherited)"
+    return name
+
+
 def _bursts(records):
     """ ", per array in bursts of N" when the records streamed bursts (fork_global and memcpy aside)."""
     frames = {r.get("frames", 1) for r in records if r["transport"] not in (bench.MEMCPY, "fork_global")}
@@ -43,7 +53,7 @@ def plot_transport_speeds(records, ax=None):
     skipped = [r for r in records if short_reason(r)]
     rows = skipped + measured  # skipped ones at the bottom, with their reason instead of a bar
     ax = _axes(ax, height=1.0 + 0.32 * max(len(rows), 1))
-    ax.barh([r["transport"] for r in rows], [r.get("gb_per_s", 0) for r in rows],
+    ax.barh([_label(r["transport"]) for r in rows], [r.get("gb_per_s", 0) for r in rows],
             color=["tab:orange" if r["transport"] == "fork_global" else "tab:blue" for r in rows])
     label = ax.get_yaxis_transform()  # x in axes fraction, y in rows
     for y, record in enumerate(rows):
@@ -71,9 +81,13 @@ def plot_transport_speeds(records, ax=None):
 
 
 def show_transport_speeds(size_mib=4, start_method=None, repeats=3, frames=bench.DEFAULT_FRAMES):
-    """Measure every transport on a ``size_mib`` MiB array (bursts of ``frames``), then draw :func:`plot_transport_speeds`."""
+    """Measure every transport on a ``size_mib`` MiB array (bursts of ``frames``), then draw :func:`plot_transport_speeds`.
+
+    ``shared_memory`` copied out by its reader is measured too, to set beside the transports whose reader gets a copy.
+    """
+    transports = [*arrays.TRANSPORTS, bench.copied_out("shared_memory")]
     records = arrays.compare_transports(int(size_mib * MiB), start_method=start_method, repeats=repeats,
-                                        frames=frames)
+                                        frames=frames, transports=transports)
     plot_transport_speeds(records)
     return records
 
@@ -97,7 +111,8 @@ def _transport_colour(name):
     if name == bench.MEMCPY:
         return "black"
     names = list(arrays.TRANSPORTS)
-    return f"C{names.index(name) % 10}" if name in names else "gray"
+    base = name.split(" (")[0]  # a wrapped transport, such as "shared_memory (copied out)", takes its base's colour
+    return f"C{names.index(base) % 10}" if base in names else "gray"
 
 
 def plot_bandwidth(records, ax=None):
@@ -118,7 +133,9 @@ def plot_bandwidth(records, ax=None):
             style.update(linestyle="--", linewidth=2.5, marker=None)
         elif name == "fork_global":
             style.update(linestyle=":")
-        ax.plot(*zip(*points), label=name, **style)
+        elif name not in arrays.TRANSPORTS:  # a wrapped transport: its base's colour, dashed
+            style.update(linestyle="--", marker="s")
+        ax.plot(*zip(*points), label=_label(name), **style)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xticks(sizes, [bench.format_size(n) for n in sizes])
@@ -158,7 +175,7 @@ def plot_start_methods(records, ax=None):
     unique = dict(zip(labels, handles))  # one legend entry per start method
     if unique:
         ax.legend(unique.values(), unique.keys(), fontsize=8)
-    ax.set_yticks(range(len(names)), names)
+    ax.set_yticks(range(len(names)), [_label(name) for name in names])
     ax.invert_yaxis()
     ax.set_xscale("log")
     ax.set_xlabel("GB/s from the median hand-off (log scale)")

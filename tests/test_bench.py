@@ -197,6 +197,18 @@ def test_table_shows_the_reason_and_the_failed_check():
     assert "NO" in text and "memcpy" in text
 
 
+def test_table_marks_the_in_place_transport_and_fits_long_names():
+    in_place = dict(FAKE[1], transport="shared_memory", ok=True)
+    copied = dict(FAKE[1], transport=bench.copied_out("shared_memory").name, ok=True)
+    text = bench.table(FAKE + [in_place, copied])
+    assert "shared_memory: read in place, no copy by the reader" in text
+    rows = [line for line in text.splitlines() if "spawn" in line and "skipped" not in line]
+    assert len({line.index("spawn") for line in rows}) == 1  # the start column lines up
+    figure = plots.plot_bandwidth(FAKE + [in_place, copied])
+    assert {"shared_memory (in place)", copied["transport"]} <= {t.get_text() for t in figure.axes[0].get_legend().get_texts()}
+    matplotlib.pyplot.close("all")
+
+
 def test_charts_draw_bench_records():
     more = [dict(r, nbytes=4 * MiB) for r in FAKE]
     assert plots.plot_bandwidth(FAKE + more).axes
