@@ -5,6 +5,7 @@ every method call on it is a round trip to the manager's server process.
 """
 import importlib
 import socket
+import threading
 import time
 from multiprocessing import connection, managers
 from multiprocessing.managers import BaseManager, DictProxy
@@ -177,6 +178,52 @@ def put_remotely(address, authkey, items):
 EXERCISE_MODULE = "exercise_dict_of_lists"
 
 
+class ReadsThatMeet(dict):
+    """A dict whose reads return a copy, as a proxy does, and wait up to a moment for a second reader.
+
+    Two callers that do not hold the lock from the read to the write-back both
+    read the same list here, every time, so one write-back erases the other's
+    values: a lost update made certain instead of left to the scheduler.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.meeting = threading.Barrier(2)
+
+    def __getitem__(self, key):
+        value = list(super().__getitem__(key))
+        try:
+            self.meeting.wait(0.5)  # a caller holding the lock waits alone, breaks the barrier, and goes on
+        except threading.BrokenBarrierError:
+            pass
+        return value
+
+    def get(self, key, default=None):
+        return self[key] if key in self else default
+
+
+def overlapping_calls(add_values, timeout):
+    """Call ``add_values`` from two threads at once on a :class:`ReadsThatMeet`; return what the list holds."""
+    shared, lock, errors = ReadsThatMeet(both=[0]), threading.Lock(), []
+
+    def call(value):
+        try:
+            add_values(shared, lock, "both", [value])
+        except Exception as exc:  # reported below, in the check's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call, args=(value,), daemon=True) for value in (1, 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    if any(thread.is_alive() for thread in threads):
+        raise Wrong(f"two add_values calls at once did not return within {timeout:.0f} s: is the lock released?")
+    if errors:
+        raise errors[0]
+    return sorted(dict.__getitem__(shared, "both"))
+
+
 def run_learner_add_values(module_name, shared, lock, together, key, batches):
     """Child side of the check: import the learner's module, wait for the others, call its add_values() per batch."""
     add_values = importlib.import_module(module_name).add_values
@@ -211,6 +258,9 @@ def check_dict_of_lists(module_name=EXERCISE_MODULE, processes=4, calls=200, tim
             raise Wrong("add_values returned but still holds the lock, so every other process would wait for ever: "
                         "use `with lock:`, which releases it")
         lock.release()
+        if overlapping_calls(add_values, timeout) != [0, 1, 2]:
+            raise Wrong("two calls at once on the same key lost a value: both read the list before either wrote it "
+                        "back; hold the shared lock from the read to the write-back")
         shared, together = manager.dict({key: [] for key in keys}), ctx.Barrier(processes)
         jobs = [(keys[child % 2], [[child * 1000 + 2 * i, child * 1000 + 2 * i + 1] for i in range(calls)])
                 for child in range(processes)]
