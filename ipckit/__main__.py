@@ -66,12 +66,13 @@ def build_parser():
         "bench",
         help="time every array transport against memcpy, and small-message latency",
         description=(
-            "Time the one-way hand-off of a float64 array from this process to a child, for every transport in "
+            "Time float64 arrays streamed from this process to a child, for every transport in "
             "ipckit.arrays.TRANSPORTS, against an in-process memcpy of the same size; then the round trip of a "
-            "small message through a Queue, a Pipe, a Manager proxy and a subprocess's stdin/stdout. A hand-off "
-            "is timed from the sender's send() until recv() returns in the receiver, the receiver's allocation "
-            "included; every received copy is checked (CRC-32) after the clock stops. Combinations that cannot "
-            "or should not run here are skipped with a reason."
+            "small message through a Queue, a Pipe, a Manager proxy and a subprocess's stdin/stdout. Arrays go "
+            "in bursts sent without waiting, the receiver holding every array of a burst; a burst is timed from "
+            "the first send() until the last recv() returns in the receiver, the receiver's allocations "
+            "included, and reported per array; every array received is checked (CRC-32) after the clock stops. "
+            "Combinations that cannot or should not run here are skipped with a reason."
         ),
         epilog=(
             "Exit status: 0 if every received copy checked out, 1 if one did not or a measurement failed, "
@@ -92,9 +93,12 @@ def build_parser():
         help=f"how the receiving children start; default ${ENV_VAR} or {DEFAULT_START_METHOD}",
     )
     run.add_argument("--repeat", type=_count(1), default=bench.DEFAULT_REPEAT, metavar="N",
-                     help=f"timed hand-offs per transport and size (default {bench.DEFAULT_REPEAT})")
+                     help=f"timed bursts per transport and size (default {bench.DEFAULT_REPEAT})")
     run.add_argument("--warmup", type=_count(0), default=bench.DEFAULT_WARMUP, metavar="N",
-                     help=f"untimed hand-offs before those (default {bench.DEFAULT_WARMUP})")
+                     help=f"untimed bursts before those (default {bench.DEFAULT_WARMUP})")
+    run.add_argument("--frames", type=_count(1), default=bench.DEFAULT_FRAMES, metavar="N",
+                     help=f"arrays per burst (default {bench.DEFAULT_FRAMES}); 1 times lone hand-offs, "
+                          "nothing overlapped")
     run.add_argument("--csv", type=_type(_output_path), metavar="PATH",
                      help="also write the measured rows as CSV: " + ",".join(bench.CSV_COLUMNS))
     run.add_argument("--plot", type=_type(_output_path), metavar="PATH",
@@ -110,7 +114,7 @@ def build_parser():
 def bench_command(args):
     try:
         records = bench.measure(args.sizes, args.transports, args.start_method, args.repeat, args.warmup,
-                                progress=args.progress)
+                                progress=args.progress, frames=args.frames)
         print(bench.table(records), flush=True)
         if args.latency:
             round_trips = bench.latency(start_method=args.start_method, progress=args.progress)

@@ -1,7 +1,8 @@
 """Large numpy arrays between processes: one interface, many transports.
 
 ``TRANSPORTS`` maps a name to a :class:`Transport`. Every transport moves one
-numpy array (any numeric or bool dtype, any shape, any memory order) from a
+numpy array (any numeric or bool dtype, either byte order, any shape, any
+memory order; masked and object arrays are refused in the sender) from a
 *sender* to a *receiver* in another process, and they all have the same shape:
 
 ``transport.start_methods``
@@ -11,34 +12,57 @@ numpy array (any numeric or bool dtype, any shape, any memory order) from a
     saying why not: a start method it cannot use, more bytes than ``/dev/shm``
     has free, or (with ``practical=True``) a size at which it would take
     minutes (``rawarray_seq``, ``manager``). ``check_available`` raises instead.
-``transport.open(capacity, start_method) -> Link``
+``transport.open(capacity, start_method, hold=1) -> Link``
     creates, in the calling process, what the transport needs (pipes, a
-    queue, a Manager server, a shared buffer of ``capacity`` bytes for the
-    transports whose memory must exist before the receiver starts). Use it as
-    a context manager: ``close()`` releases everything, on every path.
+    queue, a Manager server, shared memory for arrays of up to ``capacity``
+    bytes for the transports whose memory must exist before the receiver
+    starts). Use it as a context manager: ``close()`` releases everything, on
+    every path.
 ``link.sender.send(array, timeout, peer=None)`` / ``link.receiver.recv(timeout, peer=None) -> ndarray``
     the two ends. Each end is picklable *at process creation* (pass it in
     ``Process(args=...)``), so either end can live in the parent or in a
     child. ``peer`` is the other end's ``Process`` when the caller is its
     parent: waits then also watch its sentinel and raise
     :class:`~ipckit.run.WorkerDied` instead of waiting out the timeout.
-    ``recv`` returns an array the caller owns (a copy), except for
-    ``fork_global``, which hands over the inherited array itself, and the
-    transports with ``in_place = True`` (``shared_memory``), whose array lies
-    in the sender's block and is valid until the next send: copy it to keep it.
     After starting a child, call ``close()`` on the ends it took, so that a
     dead child gives a broken pipe instead of a hang.
+``link.receiver.release()``
+    says "I am done with every array you gave me" before the next ``recv()``.
 ``transport.send_before_start``
     True for ``fork_global``: the data travels by ``fork`` itself, so the
     sender calls ``send()`` and *then* starts the receiver from the same
     process.
 
-The benchmark times ``send`` in one process up to ``recv`` returning in
-another (:func:`hand_off_times` does it with the parent as sender;
-:func:`hand_off_between_children` shows the two-children form) and checks
-:func:`fingerprint` outside the timed interval. The pipeline streams arrays
-through :class:`ipckit.shm.SlotPool` slots, the same mechanism as the
-``shared_memory_pool`` transport.
+The contract, the same for every transport
+------------------------------------------
+* **What recv() returns stays intact until the receiver's next recv()** (or
+  its ``release()``), whatever the sender does meanwhile: a sender may keep
+  sending without waiting for the reader, as real programs do. Most
+  transports return a new array that is the caller's for ever. The in-place
+  one, ``shared_memory`` (``in_place = True``), returns the array where it
+  lies, in one of two slots it uses in turn: the receiver tells the sender a
+  slot is free only when the caller is done with its array (at the next
+  ``recv()`` or ``release()``), never inside ``recv()``, and the sender waits
+  for that before writing there again. Copy such an array to keep it longer,
+  or open the link with ``hold=N`` to keep the last N (N + 1 slots).
+  ``fork_global`` hands over the array the child inherited: its own for ever.
+* **send() takes the values the array has at the call**: the sender may change
+  or refill its array as soon as ``send()`` returns. (A ``Queue`` pickles in a
+  feeder thread later, so the ``queue`` transport pickles in ``send()``
+  itself.) ``fork_global`` is the exception: the child sees the array as it is
+  at the fork, so change nothing between ``send()`` and starting the child.
+* **The dtype comes back equal**, byte order included: the pickling
+  transports use pickle protocol 5 (below it, numpy turns ``'>i4'`` into
+  ``'<i4'``, and ``Connection.send`` and ``Queue`` use the default protocol,
+  4 before Python 3.14).
+
+:func:`stream_check` streams frames the way a real program does and counts
+those that arrived whole; the tests run it on every transport. The benchmark
+(:func:`hand_off_times`, and :mod:`ipckit.bench` on top of it) times bursts of
+arrays sent without waiting, from ``send`` in one process to ``recv``
+returning in another, and checks :func:`fingerprint` of every array received
+outside the timed interval. The pipeline streams arrays through
+:class:`ipckit.shm.SlotPool` slots, like ``shared_memory_pool``.
 
 :func:`echo` and :func:`echo_many` send arrays to a child and back by one
 transport; :func:`pack` / :func:`unpack` put a list of arrays of mixed shapes
@@ -46,6 +70,7 @@ and dtypes into one flat shared buffer and back, with one memory copy each.
 """
 import ctypes
 import os
+import pickle
 import queue as queue_module
 import select
 import threading
@@ -61,7 +86,7 @@ import numpy as np
 
 from . import shm
 from .context import START_METHODS, get_context, resolve_start_method
-from .run import DEFAULT_TIMEOUT, WorkerDied, WorkerError, call_and_send, receive, stop_process
+from .run import DEFAULT_TIMEOUT, WorkerDied, call_and_send, child_error, receive, stop_process
 from .shm import NotEnoughSharedMemory, check_numeric_array, check_numeric_dtype
 from .checks import check_count, check_timeout
 
@@ -164,10 +189,11 @@ def _wait_readable(conn, timeout, peer, what):
     raise WorkerDied(peer.name, peer.exitcode)
 
 
-def _recv_message(conn, timeout, peer, what):
+def _recv_message(conn, timeout, peer, what, raw=False):
+    """The next message on ``conn`` (unpickled, or its bytes with ``raw=True``), within ``timeout`` s."""
     _wait_readable(conn, timeout, peer, what)
     try:
-        return conn.recv()
+        return conn.recv_bytes() if raw else conn.recv()
     except EOFError:
         raise (WorkerDied(peer.name, peer.exitcode) if peer is not None else EOFError(f"the other end closed before {what}")) from None
 
@@ -234,20 +260,36 @@ class _End:
             self._conn.close()
 
 
+class _Receiver(_End):
+    """Base for receiving ends. Most return arrays the caller owns, so release() has nothing to do."""
+
+    def release(self):
+        """Tell the sender it may reuse the memory of every array this end returned so far."""
+
+
+def _dumps(array):
+    """Pickle ``array`` with protocol 5, which keeps its dtype exactly (below 5, '>i4' comes back as '<i4')."""
+    array = check_numeric_array(array)
+    if not (array.flags.c_contiguous or array.flags.f_contiguous):
+        array = np.ascontiguousarray(array)  # numpy pickles a strided view the old way, byte order lost
+    return pickle.dumps(array, protocol=5)
+
+
 class _PicklePipeSender(_End):
     def __init__(self, conn):
         self._conn = conn
 
     def send(self, array, timeout=DEFAULT_TIMEOUT, peer=None):
-        self._conn.send(check_numeric_array(array))  # pickles the whole array into the pipe
+        # Connection.send(array) would pickle with the default protocol (4 before Python 3.14).
+        self._conn.send_bytes(_dumps(array))  # the whole array, pickled, into the pipe
 
 
-class _PicklePipeReceiver(_End):
+class _PicklePipeReceiver(_Receiver):
     def __init__(self, conn):
         self._conn = conn
 
     def recv(self, timeout=DEFAULT_TIMEOUT, peer=None):
-        return _recv_message(self._conn, timeout, peer, "array")
+        return pickle.loads(_recv_message(self._conn, timeout, peer, "array", raw=True))
 
 
 class _BytesPipeSender(_End):
@@ -266,7 +308,7 @@ class _BytesPipeSender(_End):
         _write_raw(self._conn, data.reshape(-1).view(np.uint8))  # ...then the raw buffer, no pickling
 
 
-class _BytesPipeReceiver(_End):
+class _BytesPipeReceiver(_Receiver):
     def __init__(self, conn):
         self._conn = conn
 
@@ -283,12 +325,13 @@ class _QueueSender(_End):
         self._queue = queue
 
     def send(self, array, timeout=DEFAULT_TIMEOUT, peer=None):
-        # put() returns at once; a feeder thread pickles the array later, so do not
-        # change the array after sending it (send a copy if you must).
-        self._queue.put(check_numeric_array(array))
+        # Pickled here, not by the queue's feeder thread later: put(array) would return at once and
+        # pickle whatever the array holds by then, so a sender that refills its array would send
+        # later values (and with the default protocol, '>i4' would arrive as '<i4').
+        self._queue.put(_dumps(array))
 
 
-class _QueueReceiver(_End):
+class _QueueReceiver(_Receiver):
     def __init__(self, queue):
         self._queue = queue
 
@@ -299,11 +342,11 @@ class _QueueReceiver(_End):
             if remaining <= 0:
                 raise TimeoutError(f"no array within {timeout} s")
             try:
-                return self._queue.get(timeout=min(remaining, 0.25))
+                return pickle.loads(self._queue.get(timeout=min(remaining, 0.25)))
             except queue_module.Empty:
                 if peer is not None and not peer.is_alive():
                     try:
-                        return self._queue.get(timeout=0.1)
+                        return pickle.loads(self._queue.get(timeout=0.1))
                     except queue_module.Empty:
                         raise WorkerDied(peer.name, peer.exitcode) from None
 
@@ -316,17 +359,17 @@ class _ManagerSender(_End):
     def send(self, array, timeout=DEFAULT_TIMEOUT, peer=None):
         self._sent += 1
         key = f"{os.getpid()}-{self._sent}"
-        self._store[key] = check_numeric_array(array)  # pickled to the manager's server process
+        self._store[key] = _dumps(array)  # pickled, then pickled again to the manager's server process
         self._conn.send(key)  # tell the receiver where to look
 
 
-class _ManagerReceiver(_End):
+class _ManagerReceiver(_Receiver):
     def __init__(self, store, conn):
         self._store, self._conn = store, conn
 
     def recv(self, timeout=DEFAULT_TIMEOUT, peer=None):
         key = _recv_message(self._conn, timeout, peer, "array")
-        return self._store.pop(key)  # pickled again, from the server to this process
+        return pickle.loads(self._store.pop(key))  # pickled again, from the server to this process
 
 
 class _BufferSender(_End):
@@ -337,18 +380,17 @@ class _BufferSender(_End):
 
     def send(self, array, timeout=DEFAULT_TIMEOUT, peer=None):
         array = check_numeric_array(array)
-        header, finish = self._put(array)
-        try:
-            self._conn.send(header)
-            _recv_message(self._conn, timeout, peer, "acknowledgement")  # the receiver has its copy
-        finally:
-            finish()
+        header = self._put(array)
+        self._conn.send(header)
+        _recv_message(self._conn, timeout, peer, "acknowledgement")  # the receiver has its copy
 
-    def _put(self, array):  # -> (header, called when the receiver is done or on error)
+    def _put(self, array):  # -> the header the receiver needs
         raise NotImplementedError
 
 
-class _BufferReceiver(_End):
+class _BufferReceiver(_Receiver):
+    """Copy the array out of the shared buffer, then acknowledge: what it returns is the caller's."""
+
     def __init__(self, conn):
         self._conn = conn
 
@@ -357,14 +399,10 @@ class _BufferReceiver(_End):
         try:
             return self._take(header)
         finally:
-            self._conn.send("done")  # the sender may now reuse or unlink the memory
+            self._conn.send("done")  # after the copy: the sender may now write the next array
 
     def _take(self, header):
         raise NotImplementedError
-
-
-def _nothing():
-    pass
 
 
 def _check_capacity(array, capacity, name):
@@ -385,13 +423,13 @@ class _RawArraySender(_BufferSender):
         flat = array.reshape(-1, order="C")
         if self._by_sequence:
             ctype = _ctype_for(array.dtype)
-            if ctype is None:  # float16, complex, bool: no typecode holds them, so go byte by byte
+            if ctype is None:  # float16, complex, bool, big-endian: no typecode holds them, so go byte by byte
                 ctype, flat = ctypes.c_ubyte, _c_order(array).reshape(-1).view(np.uint8)
             # What RawArray(typecode, sequence) does: ctypes' __init__ with one Python object per element.
             (ctype * flat.size).from_buffer(self._raw).__init__(*flat)
         else:
             shm.array_in(self._raw, array.shape, array.dtype)[...] = array  # one memory copy
-        return (array.dtype.str, array.shape), _nothing
+        return (array.dtype.str, array.shape)
 
 
 class _RawArrayReceiver(_BufferReceiver):
@@ -413,7 +451,7 @@ class _SyncArraySender(_BufferSender):
         _check_capacity(array, self._capacity, "array")
         with self._shared.get_lock():
             shm.array_in(self._shared.get_obj(), array.shape, array.dtype)[...] = array
-        return (array.dtype.str, array.shape), _nothing
+        return (array.dtype.str, array.shape)
 
 
 class _SyncArrayReceiver(_BufferReceiver):
@@ -427,41 +465,77 @@ class _SyncArrayReceiver(_BufferReceiver):
             return shm.array_in(self._shared.get_obj(), shape, dtype).copy()
 
 
-class _SharedMemorySender(_BufferSender):
-    """One block, made by the first send in the sending process (its owner), then reused."""
+class _SharedMemorySender(_End):
+    """Writes array ``n`` into slot ``n % slots`` of the link's block, once the receiver has released it.
 
-    _block = None
+    With one slot more than the receiver may hold, a sender whose receiver keeps
+    up never waits, and it never writes under an array the receiver still holds.
+    """
 
-    def _put(self, array):
-        if self._block is None or self._block.size < array.nbytes:  # first use, or outgrown
-            if self._block is not None:
-                self._block.close()  # a reader's view of it stays valid until dropped
-            self._block = shm.create(array.nbytes)
-        return self._block.write(array), _nothing  # reused pages: no page faults after the first send
+    def __init__(self, conn, name, slots, stride):
+        self._conn, self._name, self._slots, self._stride = conn, name, slots, stride
+        self._block = None  # attached on first use, in the process that sends
+        self._sent = 0  # arrays sent, and arrays the receiver has released: the difference is in use
+        self._released = 0
+
+    def send(self, array, timeout=DEFAULT_TIMEOUT, peer=None):
+        array = check_numeric_array(array)
+        _check_capacity(array, self._stride, "shared_memory")
+        while self._sent - self._released >= self._slots:  # the slot we need holds an array still in use
+            self._released += _recv_message(
+                self._conn, timeout, peer, "release of an array by the receiver (it holds every slot)"
+            )
+        if self._block is None:
+            self._block = shm.attach(self._name, populate=True)  # every page mapped now: no faults later
+        slot = self._sent % self._slots
+        ref = self._block.write(array, offset=slot * self._stride, slot=slot)  # one copy, at memcpy speed
+        self._conn.send(ref)
+        self._sent += 1
 
     def close(self):
         super().close()
         if self._block is not None:
-            self._block.close()  # the owner unlinks it
+            self._block.close()  # only unmaps: the link's owner unlinks the block
             self._block = None
 
 
-class _SharedMemoryReceiver(_BufferReceiver):
-    """Attaches to the sender's block once, by name (untracked), and hands out the array in place."""
+class _SharedMemoryReceiver(_Receiver):
+    """Returns each array in place, in the link's block: no copy.
 
-    _block = None
+    The array stays intact until this end releases it: at the next ``recv()``
+    (the oldest of ``hold`` held arrays) or at ``release()``. Only then is the
+    sender told that it may write into that slot again.
+    """
 
-    def _take(self, ref):
-        if self._block is None or self._block.name != ref.name:
-            if self._block is not None:
-                self._block.close()  # views already handed out keep their memory
-            self._block = shm.attach(ref.name)
-        return self._block._ndarray(ref)  # no copy: valid until the sender's next send
+    def __init__(self, conn, name, hold):
+        self._conn, self._name, self._hold = conn, name, hold
+        self._block = None
+        self._held = 0  # arrays returned and not yet released
+
+    def recv(self, timeout=DEFAULT_TIMEOUT, peer=None):
+        if self._held >= self._hold:
+            self._release(self._held - self._hold + 1)  # the caller is done with the oldest one
+        ref = _recv_message(self._conn, timeout, peer, "array")
+        if self._block is None:
+            self._block = shm.attach(self._name)
+        self._held += 1
+        return self._block._ndarray(ref)  # in place: intact until released
+
+    def release(self):
+        if self._held:
+            self._release(self._held)
+
+    def _release(self, count):
+        self._held -= count
+        try:
+            self._conn.send(count)  # after the reads: only now may the sender write there again
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the sender has finished and gone: nobody is waiting for the news
 
     def close(self):
         super().close()
         if self._block is not None:
-            self._block.close()
+            self._block.close()  # arrays already handed out keep the mapping until they go
             self._block = None
 
 
@@ -471,7 +545,7 @@ class _PoolSender(_BufferSender):
         self._pool = pool
 
     def _put(self, array):
-        return self._pool.write(0, array), _nothing  # the same slot every time: its pages stay mapped
+        return self._pool.write(0, array)  # the same slot every time: its pages stay mapped
 
     def close(self):
         super().close()
@@ -504,7 +578,7 @@ class _ForkGlobalSender(_End):
         _FORK_INHERITED.setdefault(self._key, []).append(check_numeric_array(array))
 
 
-class _ForkGlobalReceiver(_End):
+class _ForkGlobalReceiver(_Receiver):
     def __init__(self, key):
         self._key = key
         self._taken = 0
@@ -561,17 +635,17 @@ class Transport:
     summary = ""
     start_methods = START_METHODS
     send_before_start = False
-    in_place = False  # True: recv returns the array where it lies, valid until the next send (zero copy)
-    practical_limit = None  # bytes above which the benchmark should skip it (it would take minutes)
+    in_place = False  # True: recv returns the array where it lies (zero copy), intact until released
+    practical_limit = None  # bytes per burst above which the benchmark should skip it (it would take minutes)
 
     def __repr__(self):
         return f"<Transport {self.name}: {self.summary}>"
 
-    def shm_bytes(self, nbytes):
-        """Bytes of /dev/shm this transport needs at once for an array of ``nbytes``."""
+    def shm_bytes(self, nbytes, hold=1):
+        """Bytes of /dev/shm this transport needs at once for arrays of ``nbytes`` (``hold`` held by the receiver)."""
         return 0
 
-    def _hard_problem(self, nbytes, method):
+    def _hard_problem(self, nbytes, method, hold=1):
         if method not in self.start_methods:
             return ValueError(
                 f"transport {self.name!r} needs the {' or '.join(repr(m) for m in self.start_methods)} start method, "
@@ -579,45 +653,56 @@ class Transport:
                 f"of the parent's memory. Pass start_method={self.start_methods[0]!r} (not available on Windows), "
                 "or use shared_memory."
             )
-        needed = self.shm_bytes(nbytes)
+        needed = self.shm_bytes(nbytes, hold)
         if needed:
-            problem = shm.space_problem(needed)
+            problem = shm.space_problem(needed, what="shared memory")
             if problem:
                 return NotEnoughSharedMemory(f"transport {self.name!r}: {problem}")
         return None
 
-    def check_available(self, nbytes, start_method=None):
+    def check_available(self, nbytes, start_method=None, hold=1):
         """Raise ValueError or NotEnoughSharedMemory if an array of ``nbytes`` cannot go this way here."""
-        problem = self._hard_problem(check_count(nbytes, "nbytes", minimum=0), resolve_start_method(start_method))
+        nbytes, hold = check_count(nbytes, "nbytes", minimum=0), check_count(hold, "hold")
+        problem = self._hard_problem(nbytes, resolve_start_method(start_method), hold)
         if problem is not None:
             raise problem
 
-    def unavailable_reason(self, nbytes, start_method=None, practical=True):
+    def unavailable_reason(self, nbytes, start_method=None, practical=True, hold=1):
         """None if an array of ``nbytes`` can go this way under ``start_method``, else why not (a sentence)."""
-        problem = self._hard_problem(check_count(nbytes, "nbytes", minimum=0), resolve_start_method(start_method))
+        nbytes, hold = check_count(nbytes, "nbytes", minimum=0), check_count(hold, "hold")
+        problem = self._hard_problem(nbytes, resolve_start_method(start_method), hold)
         if problem is not None:
             return str(problem)
-        if practical and self.practical_limit is not None and nbytes > self.practical_limit:
+        if practical and self.practical_limit is not None and nbytes * hold > self.practical_limit:
+            each = f" per array in bursts of {hold}" if hold > 1 else ""
             return (
-                f"{self.name} is skipped above {self.practical_limit // MiB} MiB: {self.summary.lower()}, "
-                "so it would take minutes"
+                f"{self.name} is skipped above {self.practical_limit / hold / MiB:g} MiB{each}: "
+                f"{self.summary.lower()}, so it would take minutes"
             )
         return None
 
-    def open(self, capacity=0, start_method=None):
-        """Make the link in this process (before starting the processes that use its ends)."""
-        capacity = check_count(capacity, "capacity", minimum=0)
-        return self._open(capacity, get_context(start_method))
+    def open(self, capacity=0, start_method=None, hold=1):
+        """Make the link in this process (before starting the processes that use its ends).
 
-    def _open(self, capacity, ctx):
+        ``hold``: how many arrays the receiver may keep at once. Each array
+        ``recv()`` returns stays intact until the receiver has called ``recv()``
+        ``hold`` more times, or ``release()``. Only an in-place transport
+        (``shared_memory``) needs more memory for a larger ``hold``: the others
+        return arrays the caller owns.
+        """
+        capacity = check_count(capacity, "capacity", minimum=0)
+        hold = check_count(hold, "hold")
+        return self._open(capacity, get_context(start_method), hold)
+
+    def _open(self, capacity, ctx, hold=1):
         raise NotImplementedError
 
 
 class _PipePickle(Transport):
     name = "pipe_pickle"
-    summary = "Connection.send(array): the whole array is pickled into a pipe"
+    summary = "Connection.send_bytes(pickle.dumps(array, protocol=5)): the whole array, pickled, into a pipe"
 
-    def _open(self, capacity, ctx):
+    def _open(self, capacity, ctx, hold=1):
         reader, writer = ctx.Pipe(duplex=False)
         return Link(self, _PicklePipeSender(writer), _PicklePipeReceiver(reader))
 
@@ -626,16 +711,16 @@ class _PipeBytes(Transport):
     name = "pipe_bytes"
     summary = "a small header, then the raw buffer written to the pipe and read straight into the new array"
 
-    def _open(self, capacity, ctx):
+    def _open(self, capacity, ctx, hold=1):
         reader, writer = ctx.Pipe(duplex=False)
         return Link(self, _BytesPipeSender(writer), _BytesPipeReceiver(reader))
 
 
 class _Queue(Transport):
     name = "queue"
-    summary = "multiprocessing.Queue: pickled by a feeder thread into a pipe"
+    summary = "multiprocessing.Queue: pickled by the sender, then written to a pipe by a feeder thread"
 
-    def _open(self, capacity, ctx):
+    def _open(self, capacity, ctx, hold=1):
         queue = ctx.Queue()
 
         def close(discard):
@@ -650,10 +735,10 @@ class _Queue(Transport):
 
 class _Manager(Transport):
     name = "manager"
-    summary = "a Manager dict proxy: pickled to the manager's server process and again to the receiver"
+    summary = "a Manager dict proxy: pickled to the manager's server process, and again to the receiver"
     practical_limit = 256 * MiB
 
-    def _open(self, capacity, ctx):
+    def _open(self, capacity, ctx, hold=1):
         manager = ctx.Manager()
         try:
             store = manager.dict()
@@ -673,7 +758,7 @@ class _SyncArray(Transport):
     name = "array"
     summary = "a synchronized multiprocessing.Array, filled by a numpy copy under its lock"
 
-    def _open(self, capacity, ctx):
+    def _open(self, capacity, ctx, hold=1):
         shared = ctx.Array("B", max(capacity, 1), lock=True)
         a, b = ctx.Pipe(duplex=True)
         return Link(self, _SyncArraySender(a, shared, capacity), _SyncArrayReceiver(b, shared))
@@ -684,7 +769,7 @@ class _RawArray(Transport):
     summary = "RawArray(typecode, n) allocated once, filled by one numpy copy"
     by_sequence = False
 
-    def _open(self, capacity, ctx):
+    def _open(self, capacity, ctx, hold=1):
         raw = ctx.RawArray("B", max(capacity, 1))
         a, b = ctx.Pipe(duplex=True)
         return Link(self, _RawArraySender(a, raw, capacity, self.by_sequence), _RawArrayReceiver(b, raw))
@@ -697,27 +782,42 @@ class _RawArraySeq(_RawArray):
     practical_limit = 64 * MiB
 
 
+def _page_round(nbytes):
+    """``nbytes`` rounded up to whole pages (at least one): the stride of a slot."""
+    return -(-max(nbytes, 1) // shm.PAGE) * shm.PAGE
+
+
 class _SharedMemory(Transport):
     name = "shared_memory"
-    summary = "one SharedMemory block, reused: the sender writes each array in, the reader attaches by name and reads it in place"
+    summary = (
+        "two reused shared-memory slots, taken in turn: the sender copies each array into the free one, "
+        "the reader reads it in place until its next recv()"
+    )
     in_place = True
 
-    def shm_bytes(self, nbytes):
-        return max(nbytes, 1)
+    def shm_bytes(self, nbytes, hold=1):
+        return (hold + 1) * _page_round(nbytes)
 
-    def _open(self, capacity, ctx):
-        a, b = ctx.Pipe(duplex=True)
-        return Link(self, _SharedMemorySender(a), _SharedMemoryReceiver(b))
+    def _open(self, capacity, ctx, hold=1):
+        slots, stride = hold + 1, _page_round(capacity)
+        block = shm.create(slots * stride)  # made here, before the ends go to their processes; unlinked by close()
+        try:
+            a, b = ctx.Pipe(duplex=True)
+        except BaseException:
+            block.close()
+            raise
+        sender = _SharedMemorySender(a, block.name, slots, stride)
+        return Link(self, sender, _SharedMemoryReceiver(b, block.name, hold), [lambda discard: block.close()])
 
 
 class _SharedMemoryPool(Transport):
     name = "shared_memory_pool"
     summary = "one reused shared-memory slot (ipckit.shm.SlotPool): allocated once, written many times"
 
-    def shm_bytes(self, nbytes):
-        return -(-max(nbytes, 1) // shm.PAGE) * shm.PAGE
+    def shm_bytes(self, nbytes, hold=1):
+        return _page_round(nbytes)
 
-    def _open(self, capacity, ctx):
+    def _open(self, capacity, ctx, hold=1):
         pool = shm.SlotPool(1, max(capacity, 1))
         try:
             a, b = ctx.Pipe(duplex=True)
@@ -733,7 +833,7 @@ class _ForkGlobal(Transport):
     start_methods = ("fork",)
     send_before_start = True
 
-    def _open(self, capacity, ctx):
+    def _open(self, capacity, ctx, hold=1):
         key = uuid.uuid4().hex
         return Link(
             self, _ForkGlobalSender(key), _ForkGlobalReceiver(key), [lambda discard: _FORK_INHERITED.pop(key, None)]
@@ -809,18 +909,18 @@ class _Child:
     def result(self):
         reply = receive(self._reply, self.process, self._timeout, what="the result")
         if reply[0] == "error":
-            raise WorkerError(self.process.name, *reply[1:])
+            raise child_error(self.process.name, reply)
         return reply[1]
 
     def explain(self, exc):
         """The child's own error, if it reported one before dying or breaking a pipe; else ``exc``."""
         if self._reply.poll(1.0):
             try:
-                self.result()
-            except WorkerError as reported:
-                return reported
+                reply = receive(self._reply, self.process, 1.0, what="the result")
             except Exception:
-                pass
+                return exc
+            if reply[0] == "error":
+                return child_error(self.process.name, reply)
         return exc
 
     def __exit__(self, exc_type, exc, tb):
@@ -902,60 +1002,182 @@ def echo(array, transport, start_method=None, timeout=DEFAULT_TIMEOUT):
     return echo_many([array], transport, start_method, timeout)[0]
 
 
+# --- streaming: the sender does not wait, the reader holds each array ---------------------------
+
+
+def stream_pattern(shape):
+    """The base of every frame of a test stream: uint8 values 0..250 repeating, of ``shape``."""
+    size = int(np.prod(shape, dtype=np.int64))
+    return (np.arange(size) % 251).astype(np.uint8).reshape(shape)
+
+
+def stream_frame(pattern, index, out=None):
+    """Frame ``index`` of a test stream: every byte differs from the same byte of the frame before and after.
+
+    So a frame that was partly overwritten by the next one never passes for a whole one.
+    """
+    return np.add(pattern, np.uint8(index % 256), out=out)
+
+
+def _hold_and_check(receiver, count, shape, hold, timeout):
+    """Child: receive ``count`` frames; hold each ``hold`` seconds (as a reader at work would), then compare it bit for bit."""
+    pattern = stream_pattern(shape)
+    expected = np.empty_like(pattern)
+    intact = []
+    try:
+        for index in range(count):
+            frame = receiver.recv(timeout)
+            time.sleep(hold)  # meanwhile the sender keeps sending
+            intact.append(bool(frame.dtype == np.uint8 and np.array_equal(frame, stream_frame(pattern, index, expected))))
+            del frame
+        return intact
+    finally:
+        receiver.close()
+
+
+def stream_check(transport, count=100, shape=(240, 320), hold=0.001, start_method=None, timeout=DEFAULT_TIMEOUT):
+    """Stream ``count`` distinct uint8 frames from this process to a child that holds each before checking it.
+
+    The sender does what real programs do: it sends frame after frame from one
+    reused buffer, without waiting for the reader. The reader holds each frame
+    ``hold`` seconds, then compares it bit for bit with the frame that was sent.
+    Returns ``{"transport", "start_method", "frames", "intact", "torn"}`` where
+    ``torn`` lists the indexes of frames that did not arrive whole.
+    """
+    transport = get_transport(transport)
+    method = resolve_start_method(start_method)
+    count = check_count(count, "count")
+    check_timeout(timeout)
+    if not (isinstance(hold, (int, float)) and 0 <= hold < timeout):
+        raise ValueError(f"hold must be a number of seconds from 0 to less than the timeout, not {hold!r}")
+    shape = tuple(check_count(n, "shape entry", minimum=0) for n in shape)
+    pattern = stream_pattern(shape)
+    transport.check_available(pattern.nbytes, method)
+    ctx = get_context(method)
+    with transport.open(pattern.nbytes, method) as link:
+        if transport.send_before_start:  # fork_global: the frames travel by the fork, each its own array
+            for index in range(count):
+                link.sender.send(stream_frame(pattern, index), timeout)
+        args = (link.receiver, count, shape, hold, timeout)
+        with _Child(ctx, _hold_and_check, args, timeout, f"hold-and-check:{transport.name}") as child:
+            link.receiver.close()
+            try:
+                if not transport.send_before_start:
+                    frame = np.empty_like(pattern)
+                    for index in range(count):  # one buffer, refilled for every frame
+                        link.sender.send(stream_frame(pattern, index, frame), timeout, peer=child.process)
+            except _PEER_GONE as exc:
+                raise child.explain(exc) from None
+            intact = child.result()
+    return {
+        "transport": transport.name,
+        "start_method": method,
+        "frames": count,
+        "intact": sum(intact),
+        "torn": [index for index, whole in enumerate(intact) if not whole],
+    }
+
+
 # --- timing a hand-off ----------------------------------------------------------------------------
 
 
-def _timed_receiver(receiver, report, count, timeout):
-    """Child: receive ``count`` arrays; report each arrival time at once, then its fingerprint."""
+def _timed_receiver(receiver, report, bursts, frames, timeout):
+    """Child: receive ``bursts`` bursts of ``frames`` arrays, holding every array of a burst.
+
+    Reports when the burst's last array arrived (the clock stops there), then
+    the fingerprint of every array of the burst, computed afterwards, then
+    releases them and waits for the next burst.
+    """
     try:
-        for _ in range(count):
-            array = receiver.recv(timeout)
-            report.send(time.perf_counter())  # the sender waits for this before sending again
-            report.send(fingerprint(array))  # checked outside the timed interval
-            del array
-        return count
+        for _ in range(bursts):
+            held = [receiver.recv(timeout) for _ in range(frames)]
+            report.send(time.perf_counter())
+            report.send([fingerprint(array) for array in held])  # checked outside the timed interval
+            del held
+            receiver.release()
+        return bursts
     finally:
         receiver.close()
         report.close()
 
 
-def hand_off_times(array, transport, start_method=None, repeats=3, timeout=DEFAULT_TIMEOUT, warmup=0):
-    """Time ``repeats`` one-way hand-offs of ``array`` from this process to a child by ``transport``.
+STAMP_EVERY = 64 * 1024  # bytes between two stamps of a frame's number
 
-    Each time runs from just before ``send`` here to just after ``recv`` returns
-    in the child (``time.perf_counter`` is the same monotonic clock in every
-    process on Linux). For ``fork_global`` that includes starting the child,
-    which is how the data travels. ``warmup`` hand-offs go first and are not
-    timed (their arrays are still checked). Returns a dict with every time, the
-    best, GB/s at the best, and whether every received array had the original fingerprint.
+
+def _stamped(array, frames):
+    """What to send: ``array`` itself for one frame; else a C-ordered copy and a way to stamp frame k into it.
+
+    The stamp (the frame's number in the first byte of every 64 KiB) makes every
+    array of a burst differ from the others, so an array overwritten by a later
+    one while the reader holds it cannot pass the check. Stamping is inside the
+    timed interval (the sender makes its next array), so it is kept sparse: for
+    64 MiB, 1,024 bytes to write against a 64 MiB copy.
+    """
+    if frames == 1:
+        return array, lambda k: None
+    source = np.array(array, order="C", copy=True)
+    stamps = source.reshape(-1).view(np.uint8)[::STAMP_EVERY]
+
+    def stamp(k):
+        stamps[...] = k % 256
+
+    return source, stamp
+
+
+def hand_off_times(array, transport, start_method=None, repeats=3, timeout=DEFAULT_TIMEOUT, warmup=0, frames=1):
+    """Time hand-offs of ``array`` from this process to a child by ``transport``, ``frames`` at a time.
+
+    One measurement is a burst: ``frames`` arrays sent one after the other,
+    without waiting for the reader (streaming), while the child receives them
+    and holds every one. It runs from just before the first ``send`` here to
+    just after the last ``recv`` returns in the child (``time.perf_counter`` is
+    the same monotonic clock in every process on Linux), divided by
+    ``frames``: seconds per array. With ``frames=1`` that is one lone
+    hand-off. Only after the clock stops does the child compute each held
+    array's fingerprint; this process compares them with what it sent, so
+    ``intact`` is False if any array arrived damaged or was overwritten while
+    held. ``warmup`` bursts go first, untimed but checked. ``fork_global``
+    sends one array per burst, and its time includes starting the child,
+    which is how the data travels.
+
+    Returns a dict with the per-array time of every timed burst, the best, GB/s
+    at the best, ``frames``, and ``intact``.
     """
     transport, (array,), method, nbytes = _prepare([array], transport, start_method, timeout)
     repeats = check_count(repeats, "repeats")
     warmup = check_count(warmup, "warmup", minimum=0)
+    frames = 1 if transport.send_before_start else check_count(frames, "frames")
+    transport.check_available(nbytes, method, hold=frames)
     ctx = get_context(method)
-    expected = fingerprint(array)
+    source, stamp = _stamped(array, frames)
+    expected = []
+    for k in range(frames):
+        stamp(k)
+        expected.append(fingerprint(source))
     seconds, intact = [], True
     total = warmup + repeats
-    rounds = [1] * total if transport.send_before_start else [total]  # fork_global: one child per send
-    for count in rounds:
-        with transport.open(nbytes, method) as link:
+    children = [1] * total if transport.send_before_start else [total]  # fork_global: one child per burst
+    for bursts in children:
+        with transport.open(nbytes, method, hold=frames) as link:
             report_r, report_w = ctx.Pipe(duplex=False)
             try:
                 if transport.send_before_start:
                     start = time.perf_counter()
-                    link.sender.send(array, timeout)
-                args = (link.receiver, report_w, count, timeout)
+                    link.sender.send(source, timeout)
+                args = (link.receiver, report_w, bursts, frames, timeout)
                 with _Child(ctx, _timed_receiver, args, timeout, f"receive:{transport.name}") as child:
                     link.receiver.close()
                     report_w.close()
                     try:
-                        for _ in range(count):
+                        for _ in range(bursts):
                             if not transport.send_before_start:
                                 start = time.perf_counter()
-                                link.sender.send(array, timeout, peer=child.process)
+                                for k in range(frames):
+                                    stamp(k)
+                                    link.sender.send(source, timeout, peer=child.process)
                             arrived = _recv_message(report_r, timeout, child.process, "arrival time")
-                            seconds.append(arrived - start)
-                            intact &= _recv_message(report_r, timeout, child.process, "fingerprint") == expected
+                            seconds.append((arrived - start) / frames)
+                            intact &= _recv_message(report_r, timeout, child.process, "fingerprints") == expected
                     except _PEER_GONE as exc:
                         raise child.explain(exc) from None
                     child.result()
@@ -968,6 +1190,7 @@ def hand_off_times(array, transport, start_method=None, repeats=3, timeout=DEFAU
         "transport": transport.name,
         "start_method": method,
         "nbytes": nbytes,
+        "frames": frames,
         "seconds": seconds,
         "best_s": best,
         "gb_per_s": nbytes / best / 1e9 if best > 0 else float("inf"),
@@ -1018,7 +1241,8 @@ def hand_off_between_children(array, transport, start_method=None, timeout=DEFAU
         return run_many(calls, start_method=method, timeout=timeout)[1]
 
 
-def compare_transports(nbytes=4 * MiB, start_method=None, repeats=3, transports=None, timeout=DEFAULT_TIMEOUT):
+def compare_transports(nbytes=4 * MiB, start_method=None, repeats=3, transports=None, timeout=DEFAULT_TIMEOUT,
+                       frames=1):
     """Time every transport (or those named) on one float64 array of about ``nbytes``.
 
     Returns one record per transport: :func:`hand_off_times`' dict, or
@@ -1030,11 +1254,11 @@ def compare_transports(nbytes=4 * MiB, start_method=None, repeats=3, transports=
     records = []
     for name in transports or TRANSPORTS:
         transport = get_transport(name)
-        reason = transport.unavailable_reason(array.nbytes, method)
+        reason = transport.unavailable_reason(array.nbytes, method, hold=frames)
         if reason:
             records.append({"transport": transport.name, "start_method": method, "nbytes": array.nbytes, "skipped": reason})
         else:
-            records.append(hand_off_times(array, transport, method, repeats, timeout))
+            records.append(hand_off_times(array, transport, method, repeats, timeout, frames=frames))
     return records
 
 

@@ -2,43 +2,59 @@
 
 What a hand-off time includes (the same for every transport)
 -------------------------------------------------------------
-One hand-off runs from just before ``sender.send(array)`` in this process to
-just after ``receiver.recv()`` returns in a child, on ``time.perf_counter``,
-a clock every process on the machine shares. So it includes all the work the
-transport does on both sides: pickling, the kernel's copies, the acknowledgement
-the shared-buffer transports wait for, and the receiver allocating the array it
-returns (a fresh array each time: its page faults are inside the interval),
-except for ``shared_memory``, whose receiver reads the sender's reused block in
-place: one copy in all, the sender's.
-It does not include starting the child: one child receives every hand-off of a
-measurement, started before the first. The exception is ``fork_global``, whose
-data travels by ``fork`` itself: its time is the time to fork a child that can
-read the array, whatever the size (it exists only under the ``fork`` start method).
+Transports are measured streaming, the way programs use them: a burst of
+``frames`` arrays (default :data:`DEFAULT_FRAMES`) goes from this process to a
+child one after the other, the sender never waiting for the reader, and the
+reader holds every array it received until the burst is over. A burst is timed
+from just before the first ``sender.send(array)`` here to just after the last
+``receiver.recv()`` returns in the child, on ``time.perf_counter``, a clock
+every process on the machine shares; the figure is that time divided by
+``frames``: seconds per array. So it includes all the work the transport does
+on both sides, as much of it overlapped as the transport allows: pickling, the
+kernel's copies, the acknowledgements the shared-buffer transports wait for,
+and the receiver allocating the arrays it returns (fresh arrays: their page
+faults are inside the interval), except for ``shared_memory``, whose receiver
+reads in place: one copy in all, the sender's, and an array the reader does not
+own (it is the sender's again after the next ``recv()``). To compare it like
+with like, :func:`copied_out` makes its reader copy each array, as the others
+hand over one the reader owns. ``frames=1`` measures a lone hand-off instead
+(the latency of one array, nothing to overlap).
 
-Each measurement makes ``warmup`` hand-offs that are not timed, then ``repeat``
-timed ones, and reports the minimum and the median in seconds, and GB/s
-(10**9 bytes per second) from the median. After every hand-off, timed or not,
-and after the clock has stopped, the child computes the received array's
-fingerprint (shape, dtype, CRC-32 of its bytes) and this process compares it
-with the original's: ``ok`` is False if any copy differed. :func:`corrupted`
-wraps a transport so that its receiver flips one bit, to show that the check can fail.
+It does not include starting the child: one child receives every burst of a
+measurement, started before the first. The exception is ``fork_global``, whose
+data travels by ``fork`` itself: each of its bursts is one array and one new
+child, so its time is the time to fork a child that can read the array, in
+place (it exists only under the ``fork`` start method). That time grows with
+the memory the parent maps, the array included: ``fork`` copies page tables.
+
+Each measurement makes ``warmup`` bursts that are not timed, then ``repeat``
+timed ones, and reports the minimum and the median seconds per array, and GB/s
+(10**9 bytes per second) from the median. The arrays of a burst differ (each
+carries its number in the first byte of every 64 KiB). After every burst, timed
+or not, and after the clock has stopped, the child computes the fingerprint
+(shape, dtype, CRC-32 of the bytes) of every array it held and this process
+compares them with what it sent: ``ok`` is False if any array differed, for
+instance because the sender wrote over it while the reader held it (a transport
+that is only safe in lock-step). :func:`corrupted` wraps a transport so that
+its receiver flips one bit, to show that the check can fail.
 
 The reference row ``memcpy`` is ``numpy.copyto`` of the same array into a
 destination allocated and touched once beforehand, in this process: one memory
-copy, no process, no allocation, no page faults. It is the physical limit for
-any transport that copies the data once (``shared_memory`` comes close); most
-copy it twice or more.
+copy, no process, no allocation, no page faults. For big arrays it is the
+limit for any transport that copies the data once (``shared_memory`` comes
+close); most copy it twice or more. For small ones its time is mostly the cost
+of one numpy call, not of moving bytes: a ceiling, not a physical limit.
 
 A combination that cannot or should not run here is not an error: it becomes a
-record with a ``reason`` (a transport under a start method it cannot use, an
-array larger than the free space in ``/dev/shm``, ``rawarray_seq`` or
+record with a ``reason`` (a transport under a start method it cannot use,
+shared memory larger than the free space in ``/dev/shm``, ``rawarray_seq`` or
 ``manager`` above the size at which they would take minutes).
 
 Records are plain dicts. Hand-off records (:func:`hand_off`, :func:`memcpy`,
 :func:`measure`) hold ``transport, start_method, nbytes, repeat`` and either
-``seconds_min, seconds_median, gb_per_s, ok, seconds`` or ``reason``; the CSV
-(:func:`write_csv`) and the charts in :mod:`ipckit.plots` use the same records.
-:func:`latency` and :func:`startup` return records with ``channel`` or
+``frames, seconds_min, seconds_median, gb_per_s, ok, seconds`` or ``reason``;
+the CSV (:func:`write_csv`) and the charts in :mod:`ipckit.plots` use the same
+records. :func:`latency` and :func:`startup` return records with ``channel`` or
 ``start_method`` and ``seconds_min, seconds_median``.
 """
 import contextlib
@@ -61,6 +77,7 @@ UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KiB": KiB, "MiB": MiB, 
 DEFAULT_SIZES = (4 * KiB, MiB, 16 * MiB, 128 * MiB)
 DEFAULT_REPEAT = 5
 DEFAULT_WARMUP = 1
+DEFAULT_FRAMES = 4  # arrays per timed burst: streaming, the reader holding each one until the burst ends
 MEMCPY = "memcpy"
 CSV_COLUMNS = ("transport", "start_method", "nbytes", "repeat", "seconds_min", "seconds_median", "gb_per_s", "ok")
 IN_PROCESS = "in-process"  # the start method column of the memcpy row: no process is started
@@ -188,13 +205,13 @@ def memcpy(nbytes, repeat=DEFAULT_REPEAT, warmup=DEFAULT_WARMUP):
     seconds, ok = time_calls(
         lambda: np.copyto(target, source), repeat, warmup, check=lambda: arrays.fingerprint(target) == expected
     )
-    return {"transport": MEMCPY, "start_method": IN_PROCESS, "nbytes": nbytes, **_summary(seconds, nbytes),
-            "ok": ok, "seconds": seconds}
+    return {"transport": MEMCPY, "start_method": IN_PROCESS, "nbytes": nbytes, "frames": 1,
+            **_summary(seconds, nbytes), "ok": ok, "seconds": seconds}
 
 
 def hand_off(nbytes, transport, start_method=None, repeat=DEFAULT_REPEAT, warmup=DEFAULT_WARMUP,
-             timeout=DEFAULT_TIMEOUT):
-    """Measure one transport at one size: ``warmup`` untimed, then ``repeat`` timed hand-offs to one child.
+             timeout=DEFAULT_TIMEOUT, frames=DEFAULT_FRAMES):
+    """Measure one transport at one size: ``warmup`` untimed, then ``repeat`` timed bursts of ``frames`` arrays.
 
     Returns a record (see the module docstring), with a ``reason`` instead of
     timings when the combination cannot or should not run here. Bad arguments
@@ -205,13 +222,16 @@ def hand_off(nbytes, transport, start_method=None, repeat=DEFAULT_REPEAT, warmup
     method = resolve_start_method(start_method)
     repeat = check_count(repeat, "repeat")
     warmup = check_count(warmup, "warmup", minimum=0)
+    frames = check_count(frames, "frames")
     check_timeout(timeout)
     record = {"transport": transport.name, "start_method": method, "nbytes": nbytes, "repeat": repeat}
-    reason = transport.unavailable_reason(nbytes, method)
+    reason = transport.unavailable_reason(nbytes, method, hold=frames)
     if reason:
         return {**record, "reason": reason}
-    timed = arrays.hand_off_times(sample_array(nbytes), transport, method, repeat, timeout, warmup=warmup)
-    return {**record, **_summary(timed["seconds"], nbytes), "ok": timed["intact"], "seconds": timed["seconds"]}
+    timed = arrays.hand_off_times(sample_array(nbytes), transport, method, repeat, timeout, warmup=warmup,
+                                  frames=frames)
+    return {**record, "frames": timed["frames"], **_summary(timed["seconds"], nbytes), "ok": timed["intact"],
+            "seconds": timed["seconds"]}
 
 
 class _NoBar:
@@ -238,7 +258,7 @@ def _progress(progress, total, what):
 
 
 def measure(sizes=DEFAULT_SIZES, transports=None, start_method=None, repeat=DEFAULT_REPEAT,
-            warmup=DEFAULT_WARMUP, timeout=DEFAULT_TIMEOUT, progress=False):
+            warmup=DEFAULT_WARMUP, timeout=DEFAULT_TIMEOUT, progress=False, frames=DEFAULT_FRAMES):
     """:func:`memcpy` and :func:`hand_off` for every size and transport; return the records in that order.
 
     ``sizes``: bytes or strings such as ``"16MiB"`` (a list, or ``"4KiB,1MiB"``);
@@ -249,6 +269,7 @@ def measure(sizes=DEFAULT_SIZES, transports=None, start_method=None, repeat=DEFA
     method = resolve_start_method(start_method)
     repeat = check_count(repeat, "repeat")
     warmup = check_count(warmup, "warmup", minimum=0)
+    frames = check_count(frames, "frames")
     check_timeout(timeout)
     steps = [(size, name) for size in sizes for name in [MEMCPY] + names]
     records = []
@@ -259,7 +280,7 @@ def measure(sizes=DEFAULT_SIZES, transports=None, start_method=None, repeat=DEFA
             if name == MEMCPY:
                 records.append(memcpy(size, repeat, warmup))
             else:
-                records.append(hand_off(size, name, method, repeat, warmup, timeout))
+                records.append(hand_off(size, name, method, repeat, warmup, timeout, frames))
             bar.update()
     return records
 
@@ -289,14 +310,24 @@ def speeds(records):
     return {r["transport"]: r["gb_per_s"] for r in records if "gb_per_s" in r}
 
 
-# --- a check that can fail ------------------------------------------------------------------------
+# --- checks that can fail ---------------------------------------------------------------------------
 
 
-class _FlipOneBit:
-    """A receiving end that flips the lowest bit of the first byte of every array it returns."""
+class _WrappedEnd:
+    """A receiving end around another one."""
 
     def __init__(self, end):
         self._end = end
+
+    def release(self):
+        self._end.release()
+
+    def close(self):
+        self._end.close()
+
+
+class _FlipOneBit(_WrappedEnd):
+    """A receiving end that flips the lowest bit of the first byte of every array it returns."""
 
     def recv(self, timeout=DEFAULT_TIMEOUT, peer=None):
         array = np.ascontiguousarray(self._end.recv(timeout, peer))
@@ -306,31 +337,69 @@ class _FlipOneBit:
             array.reshape(-1).view(np.uint8)[0] ^= 1
         return array
 
-    def close(self):
-        self._end.close()
+
+class _ReleaseInsideRecv(_WrappedEnd):
+    """A receiving end that gives each array's memory back inside recv(), before the caller has read it."""
+
+    def recv(self, timeout=DEFAULT_TIMEOUT, peer=None):
+        array = self._end.recv(timeout, peer)
+        self._end.release()  # too early: the sender may now write over the array the caller is about to read
+        return array
+
+    def release(self):
+        pass
 
 
-class _Corrupted(arrays.Transport):
-    def __init__(self, inner):
-        self.inner = inner
-        self.name = f"{inner.name} (corrupted)"
-        self.summary = f"{inner.summary}; the receiver then flips one bit"
+class _Wrapped(arrays.Transport):
+    """``inner`` with its receiving end wrapped; ``hold_one`` ignores the receiver's ``hold`` (one array)."""
+
+    def __init__(self, inner, suffix, what, end, hold_one=False):
+        self.inner, self._end, self._hold_one = inner, end, hold_one
+        self.name = f"{inner.name} ({suffix})"
+        self.summary = f"{inner.summary}; {what}"
         self.start_methods = inner.start_methods
         self.send_before_start = inner.send_before_start
+        self.in_place = inner.in_place
         self.practical_limit = inner.practical_limit
 
-    def shm_bytes(self, nbytes):
-        return self.inner.shm_bytes(nbytes)
+    def shm_bytes(self, nbytes, hold=1):
+        return self.inner.shm_bytes(nbytes, 1 if self._hold_one else hold)
 
-    def _open(self, capacity, ctx):
-        link = self.inner._open(capacity, ctx)
-        link.receiver = _FlipOneBit(link.receiver)
+    def _open(self, capacity, ctx, hold=1):
+        link = self.inner._open(capacity, ctx, 1 if self._hold_one else hold)
+        link.receiver = self._end(link.receiver)
         return link
 
 
 def corrupted(transport):
     """``transport`` with a receiver that damages every array (one bit): measured, it must report ``ok=False``."""
-    return _Corrupted(arrays.get_transport(transport))
+    return _Wrapped(arrays.get_transport(transport), "corrupted", "the receiver then flips one bit", _FlipOneBit)
+
+
+class _CopyOut(_WrappedEnd):
+    """A receiving end that returns a copy of every array: one the reader owns, as the copying transports give."""
+
+    def recv(self, timeout=DEFAULT_TIMEOUT, peer=None):
+        return self._end.recv(timeout, peer).copy()
+
+
+def copied_out(transport="shared_memory"):
+    """``transport`` with a reader that copies each array it receives: an in-place transport compared like with like."""
+    wrapped = _Wrapped(arrays.get_transport(transport), "copied out", "the reader copies each array", _CopyOut)
+    wrapped.in_place = False  # what recv() returns is the reader's own
+    return wrapped
+
+
+def released_early(transport="shared_memory"):
+    """``transport`` made safe only in lock-step: its receiver releases each array inside ``recv()``.
+
+    For an in-place transport the sender may then write the next arrays over
+    one the reader still holds: streamed, the check must report ``ok=False``;
+    sent one at a time and waited for, it would pass.
+    """
+    return _Wrapped(arrays.get_transport(transport), "released early",
+                    "the receiver releases each array inside recv(), before it is read", _ReleaseInsideRecv,
+                    hold_one=True)
 
 
 # --- latency: small messages there and back ---------------------------------------------------------
@@ -451,7 +520,8 @@ def _format_seconds(seconds):
 
 def table(records):
     """The hand-off records as a text table: one block per size, fastest first, skipped ones last with their reason."""
-    lines = [f"{'size':>9}  {'transport':<19} {'start':<10} {'min':>9} {'median':>9} {'GB/s':>8} {'x memcpy':>8}  ok"]
+    width = max([19] + [len(r["transport"]) for r in records])
+    lines = [f"{'size':>9}  {'transport':<{width}} {'start':<10} {'min':>9} {'median':>9} {'GB/s':>8} {'x memcpy':>8}  ok"]
     for size in dict.fromkeys(r["nbytes"] for r in records):
         block = [r for r in records if r["nbytes"] == size]
         limit = next((r["gb_per_s"] for r in block if r["transport"] == MEMCPY), None)
@@ -459,16 +529,24 @@ def table(records):
         for r in measured:
             ratio = f"{r['gb_per_s'] / limit:.2f}" if limit else "-"
             lines.append(
-                f"{format_size(size):>9}  {r['transport']:<19} {r['start_method']:<10} "
+                f"{format_size(size):>9}  {r['transport']:<{width}} {r['start_method']:<10} "
                 f"{_format_seconds(r['seconds_min']):>9} {_format_seconds(r['seconds_median']):>9} "
                 f"{r['gb_per_s']:8.3g} {ratio:>8}  {'yes' if r['ok'] else 'NO'}"
             )
         for r in block:
             if "reason" in r:
-                lines.append(f"{format_size(size):>9}  {r['transport']:<19} {r['start_method']:<10} skipped: {short_reason(r)}")
-    lines.append("GB/s from the median; ok: every received copy had the original's CRC-32.")
+                lines.append(f"{format_size(size):>9}  {r['transport']:<{width}} {r['start_method']:<10} skipped: {short_reason(r)}")
+    frames = sorted({r["frames"] for r in records if "frames" in r and r["transport"] not in (MEMCPY, "fork_global")})
+    if frames:
+        burst = " or ".join(str(n) for n in frames)
+        lines.append(f"Times per array, from bursts of {burst} sent without waiting, the reader holding each one.")
+    lines.append("GB/s from the median; ok: every array received had the CRC-32 of the one sent.")
     if any(r["transport"] == "fork_global" and "reason" not in r for r in records):
-        lines.append("fork_global: the time to fork a child that can read the array, whatever its size.")
+        lines.append("fork_global: the time to fork a child that can read the array in place (it grows with the parent's memory).")
+    in_place = [r["transport"] for r in records if r["transport"] in arrays.TRANSPORTS and "reason" not in r
+                and arrays.TRANSPORTS[r["transport"]].in_place]
+    for name in dict.fromkeys(in_place):
+        lines.append(f"{name}: read in place, no copy by the reader; the others hand over an array the reader owns.")
     return "\n".join(lines)
 
 

@@ -53,6 +53,7 @@ def answer(line):
 
 
 def serve(stdin=sys.stdin, stdout=sys.stdout):
+    """Answer each request line with one reply line, until the end of input."""
     for line in stdin:
         stdout.write(answer(line) + "\n")
         stdout.flush()  # without this the reply waits in a buffer and the parent waits for ever

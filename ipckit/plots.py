@@ -3,6 +3,8 @@
 The ``show_*`` functions measure, then draw: they are the ``update`` functions
 that :func:`ipckit.widgets.live_panel` calls when a slider moves.
 """
+import colorsys
+
 import matplotlib.pyplot as plt
 
 from . import arrays, bench, shm
@@ -22,6 +24,22 @@ def _seconds(record):
     return record["seconds_median"] if "seconds_median" in record else record["best_s"]
 
 
+def _label(name):
+    """A transport's name, marked when its reader gets the array in place (no copy) instead of one it owns."""
+    transport = arrays.TRANSPORTS.get(name)
+    if transport is not None and transport.in_place:
+        return f"{name} (in place)"
+    if name == "fork_global":
+        return f"{name} (inherited)"
+    return name
+
+
+def _bursts(records):
+    """ ", per array in bursts of N" when the records streamed bursts (fork_global and memcpy aside)."""
+    frames = {r.get("frames", 1) for r in records if r["transport"] not in (bench.MEMCPY, "fork_global")}
+    return f", per array in bursts of {max(frames)}" if frames and max(frames) > 1 else ""
+
+
 def plot_transport_speeds(records, ax=None):
     """Horizontal bars: GB/s of each transport's one-way hand-off at one size.
 
@@ -35,7 +53,7 @@ def plot_transport_speeds(records, ax=None):
     skipped = [r for r in records if short_reason(r)]
     rows = skipped + measured  # skipped ones at the bottom, with their reason instead of a bar
     ax = _axes(ax, height=1.0 + 0.32 * max(len(rows), 1))
-    ax.barh([r["transport"] for r in rows], [r.get("gb_per_s", 0) for r in rows],
+    ax.barh([_label(r["transport"]) for r in rows], [r.get("gb_per_s", 0) for r in rows],
             color=["tab:orange" if r["transport"] == "fork_global" else "tab:blue" for r in rows])
     label = ax.get_yaxis_transform()  # x in axes fraction, y in rows
     for y, record in enumerate(rows):
@@ -45,7 +63,7 @@ def plot_transport_speeds(records, ax=None):
             ax.annotate(f" {_seconds(record) * 1e3:.3g} ms", (record["gb_per_s"], y), va="center", fontsize=8)
     ax.set_xscale("log")
     which = "median" if any("seconds_median" in r for r in measured) else "best"
-    ax.set_xlabel(f"GB/s, {which} one-way hand-off (log scale)")
+    ax.set_xlabel(f"GB/s, {which} one-way hand-off{_bursts(measured)} (log scale)")
     first = rows[0] if rows else None
     if first:
         kind = "float64 array" if first["nbytes"] % 8 == 0 else "array"
@@ -62,9 +80,14 @@ def plot_transport_speeds(records, ax=None):
     return ax.figure
 
 
-def show_transport_speeds(size_mib=4, start_method=None, repeats=3):
-    """Measure every transport on a ``size_mib`` MiB array, then draw :func:`plot_transport_speeds`."""
-    records = arrays.compare_transports(int(size_mib * MiB), start_method=start_method, repeats=repeats)
+def show_transport_speeds(size_mib=4, start_method=None, repeats=3, frames=bench.DEFAULT_FRAMES):
+    """Measure every transport on a ``size_mib`` MiB array (bursts of ``frames``), then draw :func:`plot_transport_speeds`.
+
+    ``shared_memory`` copied out by its reader is measured too, to set beside the transports whose reader gets a copy.
+    """
+    transports = [*arrays.TRANSPORTS, bench.copied_out("shared_memory")]
+    records = arrays.compare_transports(int(size_mib * MiB), start_method=start_method, repeats=repeats,
+                                        frames=frames, transports=transports)
     plot_transport_speeds(records)
     return records
 
@@ -88,7 +111,8 @@ def _transport_colour(name):
     if name == bench.MEMCPY:
         return "black"
     names = list(arrays.TRANSPORTS)
-    return f"C{names.index(name) % 10}" if name in names else "gray"
+    base = name.split(" (")[0]  # a wrapped transport, such as "shared_memory (copied out)", takes its base's colour
+    return f"C{names.index(base) % 10}" if base in names else "gray"
 
 
 def plot_bandwidth(records, ax=None):
@@ -109,7 +133,9 @@ def plot_bandwidth(records, ax=None):
             style.update(linestyle="--", linewidth=2.5, marker=None)
         elif name == "fork_global":
             style.update(linestyle=":")
-        ax.plot(*zip(*points), label=name, **style)
+        elif name not in arrays.TRANSPORTS:  # a wrapped transport: its base's colour, dashed
+            style.update(linestyle="--", marker="s")
+        ax.plot(*zip(*points), label=_label(name), **style)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xticks(sizes, [bench.format_size(n) for n in sizes])
@@ -117,7 +143,8 @@ def plot_bandwidth(records, ax=None):
     ax.set_xlabel("array size")
     ax.set_ylabel("GB/s from the median hand-off (log)")
     methods = ", ".join(sorted({r["start_method"] for r in records if r["transport"] != bench.MEMCPY}))
-    ax.set_title(f"One-way hand-off, parent -> child (start method {methods}); dashed: memcpy in one process")
+    ax.set_title(f"One-way hand-off{_bursts(records)}, parent -> child (start method {methods}); "
+                 "dashed: memcpy in one process")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
     if missing:
@@ -148,7 +175,7 @@ def plot_start_methods(records, ax=None):
     unique = dict(zip(labels, handles))  # one legend entry per start method
     if unique:
         ax.legend(unique.values(), unique.keys(), fontsize=8)
-    ax.set_yticks(range(len(names)), names)
+    ax.set_yticks(range(len(names)), [_label(name) for name in names])
     ax.invert_yaxis()
     ax.set_xscale("log")
     ax.set_xlabel("GB/s from the median hand-off (log scale)")
@@ -194,7 +221,7 @@ def plot_lanes(runs, title="Who ran when"):
     """One panel per run: a horizontal bar per worker from its start to its end.
 
     ``runs`` maps a label to ``{"wall_s": float, "intervals": [(start, end), ...]}``
-    with times in seconds from the run's start (see ``basics.threads_vs_processes``).
+    with times in seconds from the run's start (see ``ipckit.lessons.start.race``).
     """
     fig, axes = plt.subplots(len(runs), 1, sharex=True, figsize=(7, 1 + 0.9 * len(runs)), squeeze=False)
     for ax, (label, run) in zip(axes[:, 0], runs.items()):
@@ -231,13 +258,29 @@ def plot_bars(values, title, xlabel, fmt=None):
     return fig
 
 
+GOLDEN_TURN = (3 - 5**0.5) / 2  # the golden angle as a share of a full turn of hue (about 137.5 degrees)
+
+
+def _item_colour(seq):
+    """The colour of item ``seq``: its hue turns by the golden angle from item to item, so it never cycles."""
+    return colorsys.hsv_to_rgb((seq * GOLDEN_TURN) % 1.0, 0.7, 0.85)
+
+
+def _label_colour(rgb):
+    """Black text on a light colour, white on a dark one."""
+    red, green, blue = rgb
+    return "black" if 0.299 * red + 0.587 * green + 0.114 * blue > 0.6 else "white"
+
+
 def plot_timeline(timeline, title="Ordered pipeline: who did what, when"):
     """A Gantt-style chart of a pipeline run: one lane per process, buffer depth underneath.
 
     Producer: a dot per item produced, a grey bar while it waited for room to
     send it. Main: a bar per item waiting in the buffer, a tick per result
     emitted. Consumers: a bar per item from start to finish, labelled with its
-    number. Colours follow the item number, so one item can be traced across lanes.
+    number. Colours follow the item number, so one item can be traced across
+    lanes: hues a golden angle apart, so neighbouring items always differ and
+    the colours never repeat in a cycle.
     """
     lanes = timeline.processes()
     row = {name: i for i, name in enumerate(reversed(lanes))}
@@ -247,7 +290,7 @@ def plot_timeline(timeline, title="Ordered pipeline: who did what, when"):
     by_seq = {}
     for event in timeline.events:
         by_seq.setdefault(event.seq, {})[(event.process, event.event)] = event.time
-    colour = lambda seq: f"C{seq % 10}"  # noqa: E731 - a one-line palette
+    colour = _item_colour
     for seq, times in sorted(by_seq.items()):
         produced, sent = times.get(("producer", "produced")), times.get(("producer", "sent"))
         if produced is not None:
@@ -265,7 +308,8 @@ def plot_timeline(timeline, title="Ordered pipeline: who did what, when"):
             start, end = times.get((name, "started")), times.get((name, "finished"))
             if start is not None and end is not None:
                 ax.barh(row[name], end - start, left=start, height=0.6, color=colour(seq))
-                ax.text((start + end) / 2, row[name], str(seq), ha="center", va="center", fontsize=7, color="white")
+                ax.text((start + end) / 2, row[name], str(seq), ha="center", va="center", fontsize=7,
+                        color=_label_colour(colour(seq)))
     ax.set_yticks(list(row.values()), list(row.keys()))
     ax.set_title(title)
     ax.text(

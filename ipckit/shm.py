@@ -22,12 +22,15 @@ The rules this module enforces, so a lesson or a pipeline cannot get them wrong:
   :meth:`Block.close` never raises: if a view outlived the ``with``, the
   mapping stays valid until that view is garbage collected, and the owner has
   still unlinked the name.
-* **No SIGBUS.** A block is only reserved by ``ftruncate``; its pages are found
-  on first write, and if ``/dev/shm`` is full the writer dies with SIGBUS
-  instead of an exception (cpython #114390; Docker gives ``/dev/shm`` 64 MB).
-  :func:`create` compares the size with the free space first and raises
-  :class:`NotEnoughSharedMemory`. The check is best effort (another process
-  may fill ``/dev/shm`` between the check and the write).
+* **No SIGBUS.** ``SharedMemory(create=True)`` only sets the file's size
+  (``ftruncate``): tmpfs finds the pages on first write, and if ``/dev/shm`` is
+  full then, the writer dies of SIGBUS instead of raising (cpython #114390;
+  Docker gives ``/dev/shm`` 64 MB). Such a block does not even count as used,
+  so a free-space check alone lets two of them through. :func:`create`
+  reserves every page at once with ``os.posix_fallocate``: a block that does
+  not fit raises :class:`NotEnoughSharedMemory` (naming the size asked for,
+  the free space and the fix) when it is made, and a block that was made can
+  always be written.
 
 :class:`SlotPool` is the allocate-once, write-many form: one block cut into
 ``slots`` slots of ``slot_bytes`` each. New pages cost a page fault each on
@@ -38,22 +41,18 @@ was given, and passes back only an :class:`ArrayRef` (name, offset, shape,
 dtype, slot): the zero-copy pattern.
 """
 import contextlib
-import faulthandler
+import errno
+import math
 import mmap
 import os
 import resource
-import signal
-import subprocess
-import sys
 import time
 import weakref
 from collections import namedtuple
-from multiprocessing import resource_tracker
 from multiprocessing.shared_memory import SharedMemory
 
 import numpy as np
 
-from .run import DEFAULT_TIMEOUT, run_in_child
 from .checks import check_count
 
 try:  # the C module behind SharedMemory on POSIX; absent on Windows
@@ -80,16 +79,9 @@ Small and picklable: this, not the array, is what crosses a pipe.
 
 # --- free space -------------------------------------------------------------------------
 
-_pretend_free = None
-
 
 def free_bytes(path=SHM_DIR):
-    """Bytes free for an unprivileged writer in ``path`` (``os.statvfs``); None if there is no such directory.
-
-    Inside :func:`pretend_free_bytes` this returns the pretended figure instead.
-    """
-    if _pretend_free is not None:
-        return _pretend_free
+    """Bytes free for an unprivileged writer in ``path`` (``os.statvfs``); None if there is no such directory."""
     try:
         stats = os.statvfs(path)
     except OSError:
@@ -97,36 +89,21 @@ def free_bytes(path=SHM_DIR):
     return stats.f_bavail * stats.f_frsize
 
 
-@contextlib.contextmanager
-def pretend_free_bytes(nbytes):
-    """Make :func:`free_bytes` report ``nbytes`` in this process, e.g. to play Docker's 64 MB /dev/shm."""
-    global _pretend_free
-    nbytes = check_count(nbytes, "nbytes", minimum=0)
-    before, _pretend_free = _pretend_free, nbytes
-    try:
-        yield nbytes
-    finally:
-        _pretend_free = before
-
-
-def space_problem(nbytes):
-    """Return why a block of ``nbytes`` would not fit in /dev/shm now, or None if it fits."""
-    free = free_bytes()
-    if free is None or nbytes <= free:
-        return None
+def _does_not_fit(nbytes, free, what="a shared memory block"):
     return (
-        f"a shared memory block of {nbytes:,} bytes does not fit in {SHM_DIR}: only {free:,} bytes are free. "
+        f"{what} of {nbytes:,} bytes does not fit in {SHM_DIR}: only {free:,} bytes are free. "
         "Writing to it would kill the process with SIGBUS rather than raise (cpython #114390). "
         f"Use smaller arrays or fewer blocks, free space in {SHM_DIR}, or give a container more "
         "(docker run --shm-size=1g)."
     )
 
 
-def check_space(nbytes):
-    """Raise :class:`NotEnoughSharedMemory` if a block of ``nbytes`` would not fit in /dev/shm."""
-    problem = space_problem(nbytes)
-    if problem:
-        raise NotEnoughSharedMemory(problem)
+def space_problem(nbytes, what="a shared memory block"):
+    """Return why ``what`` (a block) of ``nbytes`` would not fit in /dev/shm now, or None if it fits."""
+    free = free_bytes()
+    if free is None or nbytes <= free:
+        return None
+    return _does_not_fit(nbytes, free, what)
 
 
 # --- blocks -----------------------------------------------------------------------------
@@ -143,13 +120,22 @@ def array_in(buffer, shape, dtype, offset=0):
     waits for the array to go.
     """
     dtype = np.dtype(dtype)
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape) if isinstance(shape, (tuple, list)) else int(shape)  # math.prod: 100x np.prod's speed
     return np.frombuffer(buffer, dtype=dtype, count=count, offset=offset).reshape(shape)
 
 
 
-def _map_by_name(name):
-    """Map the block ``name`` read-write without telling the resource tracker (like track=False)."""
+_POPULATE = getattr(mmap, "MAP_POPULATE", 0)  # Linux: map every page now, not one page fault at a time
+
+
+def _map_by_name(name, reserve=False, populate=False):
+    """Map the block ``name`` read-write without telling the resource tracker (like track=False).
+
+    ``reserve=True`` (the creator) first allocates every page of the file with
+    ``posix_fallocate``, so a full /dev/shm is an error now rather than SIGBUS
+    later; ``populate=True`` also maps them all at once (no page faults on the
+    first writes, at the cost of counting the whole block in this process's RSS).
+    """
     if _posixshmem is None:  # pragma: no cover
         raise OSError("ipckit.shm needs POSIX shared memory (Linux or macOS)")
     fd = _posixshmem.shm_open("/" + name, os.O_RDWR, mode=0o600)
@@ -157,7 +143,16 @@ def _map_by_name(name):
         size = os.fstat(fd).st_size
         if size == 0:
             raise ValueError(f"shared memory block {name!r} has size 0 (truncated, or not made by ipckit.shm)")
-        return mmap.mmap(fd, size), size
+        if reserve and hasattr(os, "posix_fallocate"):  # not on macOS, whose shm_open memory is not tmpfs
+            try:
+                os.posix_fallocate(fd, 0, size)
+            except OSError as exc:
+                if exc.errno == errno.ENOSPC:
+                    raise NotEnoughSharedMemory(_does_not_fit(size, free_bytes() or 0)) from None
+                if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # a filesystem that cannot reserve
+                    raise
+        flags = mmap.MAP_SHARED | (_POPULATE if populate else 0)
+        return mmap.mmap(fd, size, flags=flags), size
     finally:
         os.close(fd)  # the mapping keeps the memory; the descriptor is no longer needed
 
@@ -242,7 +237,7 @@ class Block:
         dtype = np.dtype(dtype)
         check_numeric_dtype(dtype)
         shape = tuple(int(n) for n in (shape if isinstance(shape, (tuple, list)) else (shape,)))
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        nbytes = math.prod(shape) * dtype.itemsize
         if offset < 0 or offset + nbytes > self.size:
             raise ValueError(
                 f"an array of {nbytes:,} bytes at offset {offset:,} does not fit in block {self.name!r} "
@@ -307,15 +302,19 @@ class Block:
 
 
 def create(nbytes):
-    """Create a new block of ``nbytes`` (after checking /dev/shm has room); this process owns it.
+    """Create a new block of ``nbytes``, its pages reserved; this process owns it.
 
+    Raises :class:`NotEnoughSharedMemory` when /dev/shm has no room for it
+    (checked first with ``statvfs``, then for real by ``posix_fallocate``).
     Empty arrays need no bytes, but a block cannot be empty: 0 is rounded up to 1.
     """
     nbytes = check_count(nbytes, "nbytes", minimum=0)
-    check_space(nbytes)
+    problem = space_problem(nbytes)
+    if problem:
+        raise NotEnoughSharedMemory(problem)
     shared = SharedMemory(create=True, size=max(nbytes, 1))  # registers with the resource tracker
     try:
-        mapping, _ = _map_by_name(shared.name)
+        mapping, _ = _map_by_name(shared.name, reserve=True)
     except BaseException:
         shared.close()
         shared.unlink()
@@ -324,11 +323,15 @@ def create(nbytes):
     return Block(shared.name, max(nbytes, 1), mapping, _shared=shared)
 
 
-def attach(name):
-    """Attach to the block ``name`` made by another process, without registering it with the resource tracker."""
+def attach(name, populate=False):
+    """Attach to the block ``name`` made by another process, without registering it with the resource tracker.
+
+    ``populate=True`` maps every page now (Linux), for a writer that will fill
+    the block again and again: no page fault on its first writes.
+    """
     if not isinstance(name, str) or not name:
         raise TypeError(f"name must be the block's name (a non-empty str, Block.name), not {name!r}")
-    mapping, size = _map_by_name(name)
+    mapping, size = _map_by_name(name, populate=populate)
     return Block(name, size, mapping)
 
 
@@ -370,9 +373,18 @@ def check_numeric_dtype(dtype):
 
 
 def check_numeric_array(array):
-    """Return ``array`` if it is a numpy array of a numeric or bool dtype; raise TypeError otherwise."""
+    """Return ``array`` if it is a numpy array of a numeric or bool dtype; raise TypeError otherwise.
+
+    Masked arrays are refused: moved as raw bytes, the mask would be lost.
+    """
     if not isinstance(array, np.ndarray):
         raise TypeError(f"expected a numpy.ndarray, not {type(array).__name__}; wrap it with numpy.asarray(...)")
+    if isinstance(array, np.ma.MaskedArray):
+        raise TypeError(
+            "masked arrays are not supported: the values would travel without their mask. Send "
+            "array.filled(fill_value) if a fill value will do, or the values and the mask as two arrays "
+            "(np.ma.getdata(array), np.ma.getmaskarray(array)) and rebuild it with np.ma.array(data, mask=mask)."
+        )
     check_numeric_dtype(array.dtype)
     return array
 
@@ -477,7 +489,7 @@ class SlotPool:
         slot = self._index(slot)
         dtype = check_numeric_dtype(dtype)
         shape = tuple(int(n) for n in (shape if isinstance(shape, (tuple, list)) else (shape,)))
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        nbytes = math.prod(shape) * dtype.itemsize
         if nbytes > self.slot_bytes:
             raise ValueError(
                 f"an array of {nbytes:,} bytes ({shape}, {dtype}) does not fit in a slot of {self.slot_bytes:,} "
@@ -529,38 +541,7 @@ class SlotPool:
         self._free = []
 
 
-# --- workers and demos for the lessons (they run in children) ------------------------------
-
-
-def _fill_slot(pool, slot, shape, seed):
-    """Child: compute random numbers straight into ``slot`` and return only its ref (the zero-copy pattern)."""
-    ref = pool.ref(slot, shape, np.float64)
-    with pool.view(ref) as out:
-        np.random.default_rng(seed).random(out=out)
-    pool.close()
-    return ref
-
-
-def zero_copy_demo(shape=(1000, 1000), seed=0, start_method=None, timeout=DEFAULT_TIMEOUT):
-    """A child writes its result straight into a slot; only the ref comes back. Return what crossed the pipe."""
-    import pickle
-
-    shape = tuple(check_count(n, "shape entry", minimum=0) for n in shape)
-    with SlotPool(1, max(8, int(np.prod(shape)) * 8)) as pool:
-        slot = pool.acquire()
-        ref = run_in_child(_fill_slot, pool, slot, shape, seed, start_method=start_method, timeout=timeout)
-        with pool.view(ref) as result:
-            expected = np.random.default_rng(seed).random(shape)
-            same = bool(np.array_equal(result, expected))
-            result_nbytes = result.nbytes
-        pool.release(ref)
-    return {
-        "result shape": ref.shape,
-        "result dtype": ref.dtype,
-        "result bytes": result_nbytes,
-        "bytes through the pipe": len(pickle.dumps(ref)),
-        "equals the same computation here": same,
-    }
+# --- fresh blocks against a reused slot (measured in lesson 07 and in benchmarks/) ------------
 
 
 def _touch_faults():
@@ -601,110 +582,4 @@ def fresh_vs_reused(nbytes=8 * MiB, repeats=5):
         "reused_s": min(reused_s),
         "fresh_faults": int(np.median(fresh_faults)),
         "reused_faults": int(np.median(reused_faults)),
-    }
-
-
-def _attach_truncate_write(name):
-    """Child: attach, then shrink the file under the mapping and write: pages the kernel cannot back."""
-    faulthandler.disable()  # the crash is the lesson; no Python traceback dump on stderr
-    block = attach(name)
-    fd = _posixshmem.shm_open("/" + name, os.O_RDWR, mode=0o600)
-    try:
-        os.ftruncate(fd, 0)  # what a full /dev/shm looks like to a writer: no page behind the address
-    finally:
-        os.close(fd)
-    with block.view(block.ref((block.size // 8,), np.float64)) as values:
-        values[:] = 1.0  # SIGBUS here: the process dies, no exception, no traceback
-    return "wrote without a crash"
-
-
-def sigbus_demo(nbytes=MiB, start_method=None, timeout=DEFAULT_TIMEOUT):
-    """Show, safely, how a write to shared memory with no page behind it ends: the child is killed by SIGBUS.
-
-    A full /dev/shm cannot be made on purpose without filling the machine, so the
-    child truncates the block under its own mapping instead: the kernel then has
-    no page for the address, just as when tmpfs is full, and answers with SIGBUS.
-    The parent owns the block and unlinks it afterwards.
-    """
-    from .run import WorkerDied
-
-    with create(nbytes) as block:
-        try:
-            outcome = run_in_child(_attach_truncate_write, block.name, start_method=start_method, timeout=timeout)
-            return {"child": outcome, "exitcode": None}
-        except WorkerDied as died:
-            return {"child": "killed", "exitcode": died.exitcode}
-
-
-VIEW_KINDS = ("np.ndarray(buffer=shm.buf)", "np.frombuffer(shm.buf)")
-
-
-def _close_under_a_view(how):
-    """Child: make a SharedMemory, a numpy view of its buf, close it, then read the view."""
-    faulthandler.disable()  # the crash is the lesson; no Python traceback dump on stderr
-    block = SharedMemory(create=True, size=PAGE)
-    block.unlink()  # the name goes at once; the mapping lives until close(), so a crash leaves nothing behind
-    if how == VIEW_KINDS[0]:
-        view = np.ndarray((PAGE // 8,), np.float64, buffer=block.buf)  # keeps no hold on the mapping
-    else:
-        view = np.frombuffer(block.buf, np.float64)  # holds an export: close() must wait
-    try:
-        block.close()
-    except BufferError as exc:
-        view = None  # drop the view, then close() succeeds
-        block.close()
-        return f"close() raised BufferError: {exc}"
-    return f"close() succeeded, then the view read {view.sum()}"  # reads unmapped memory: SIGSEGV
-
-
-def close_under_a_view_demo(how, start_method=None, timeout=DEFAULT_TIMEOUT):
-    """Run :func:`_close_under_a_view` in a child, so the crash it may cause costs only the child."""
-    from .run import WorkerDied
-
-    if how not in VIEW_KINDS:
-        raise ValueError(f"how must be one of {VIEW_KINDS}")
-    try:
-        return run_in_child(_close_under_a_view, how, start_method=start_method, timeout=timeout)
-    except WorkerDied as died:
-        signame = signal.Signals(-died.exitcode).name if died.exitcode and died.exitcode < 0 else "?"
-        return f"the child was killed by {signame} (exit code {died.exitcode})"
-
-
-_TRACKER_SCRIPT = """
-import sys
-from multiprocessing import shared_memory
-from ipckit import shm
-name, how = sys.argv[1], sys.argv[2]
-if how == "SharedMemory(name)":
-    block = shared_memory.SharedMemory(name)   # registers with this process's own resource tracker
-else:
-    block = shm.attach(name)                   # maps it without registering
-block.close()
-"""
-
-
-def tracker_demo(how="SharedMemory(name)", timeout=30):
-    """An unrelated Python process attaches to a block and exits: does the block survive, is there a warning?
-
-    ``how`` is ``"SharedMemory(name)"`` (the standard library on 3.11/3.12) or
-    ``"shm.attach(name)"`` (this module). The block is owned and unlinked here.
-    """
-    if how not in ("SharedMemory(name)", "shm.attach(name)"):
-        raise ValueError("how must be 'SharedMemory(name)' or 'shm.attach(name)'")
-    with create(PAGE) as block:
-        done = subprocess.run(
-            [sys.executable, "-c", _TRACKER_SCRIPT, block.name, how],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        survived = os.path.exists(os.path.join(SHM_DIR, block.name))
-        if not survived:  # the other process's tracker unlinked it; keep ours from complaining
-            resource_tracker.unregister("/" + block.name, "shared_memory")
-            block._unlinker.detach()
-    return {
-        "attached with": how,
-        "exit code": done.returncode,
-        "block still exists": survived,
-        "leak warning printed": "leaked shared_memory" in done.stderr,
     }

@@ -14,6 +14,20 @@ SERVICE_PROCESSES = ("multiprocessing.resource_tracker", "multiprocessing.forkse
 SETTLE_SECONDS = 3.0
 
 
+@pytest.fixture
+def plain_exception_pickling(monkeypatch):
+    """Exceptions pickled by their own rules only.
+
+    Importing ``distributed`` (lesson 10's tests) installs tblib's reducers for
+    every exception class in ``copyreg``, which rebuild even an exception whose
+    ``__init__`` refuses its ``args``; a forked child would inherit them.
+    """
+    import copyreg
+
+    for cls in [cls for cls in copyreg.dispatch_table if isinstance(cls, type) and issubclass(cls, BaseException)]:
+        monkeypatch.delitem(copyreg.dispatch_table, cls)
+
+
 @pytest.fixture(params=START_METHODS)
 def start_method(request):
     """Run the test once under each start method."""

@@ -15,6 +15,7 @@ DTYPES = [
     np.uint8, np.uint16, np.uint32, np.uint64,
     np.float16, np.float32, np.float64,
     np.complex64, np.complex128, np.bool_,
+    ">i2", ">i4", ">u8", ">f4", ">f8", ">c16",  # big-endian: pickling below protocol 5 would return '<'
 ]
 
 
@@ -24,8 +25,8 @@ def _cases():
     for dtype in DTYPES:
         base = ((np.arange(120) * 37) % 11 - 5).astype(dtype)  # negatives, zeros, a varied pattern
         if np.dtype(dtype).kind == "c":
-            base = base + 1j * base[::-1]
-        name = np.dtype(dtype).name
+            base = (base + 1j * base[::-1]).astype(dtype)
+        name = np.dtype(dtype).str
         cases += [
             (f"{name} 0-d", np.array(base[7])),
             (f"{name} empty 1-D", base[:0]),
@@ -60,6 +61,7 @@ def test_cases_cover_orders_and_shapes():
     assert any(a.ndim == 4 and a.flags.f_contiguous and not a.flags.c_contiguous for a in arrays_)
     assert any(not a.flags.c_contiguous and not a.flags.f_contiguous for a in arrays_)
     assert {a.dtype for a in arrays_} == {np.dtype(d) for d in DTYPES}
+    assert any(a.dtype.byteorder == ">" for a in arrays_)
 
 
 @pytest.mark.timeout(120)
@@ -74,6 +76,7 @@ def test_echo_every_case(name, start_method):
     assert len(back) == len(sent)
     wrong = [label for (label, a), b in zip(CASES, back) if not _same(a, b)]
     assert wrong == []
+    assert [b.dtype.str for b in back] == [a.dtype.str for a in sent]  # byte order kept, '>i4' stays '>i4'
     for (_, a), b in zip(CASES, back):
         assert arrays.fingerprint(a) == arrays.fingerprint(b)
         assert not np.shares_memory(a, b) or name == "fork_global"
@@ -156,15 +159,16 @@ def test_unknown_start_method_and_bad_timeout(no_child):
         arrays.echo(np.zeros(3), "pipe_bytes", timeout=0)
 
 
-def test_too_little_dev_shm_is_an_error_not_sigbus(no_child):
+def test_too_little_dev_shm_is_an_error_not_sigbus(no_child, monkeypatch):
     array = np.zeros(1000)
-    with shm.pretend_free_bytes(4096):
-        with pytest.raises(shm.NotEnoughSharedMemory, match=r"8,000 bytes.*only 4,096 bytes are free"):
-            arrays.echo(array, "shared_memory")
-        with pytest.raises(shm.NotEnoughSharedMemory, match="4,096"):
-            arrays.echo(array, "shared_memory_pool")
-        assert "4,096" in arrays.TRANSPORTS["shared_memory"].unavailable_reason(array.nbytes, "spawn")
-        assert arrays.TRANSPORTS["pipe_bytes"].unavailable_reason(array.nbytes, "spawn") is None
+    monkeypatch.setattr(shm, "free_bytes", lambda path=shm.SHM_DIR: 4096)
+    # shared_memory needs two slots (one for the array the reader holds, one for the next), whole pages each
+    with pytest.raises(shm.NotEnoughSharedMemory, match=r"shared memory of 16,384 bytes.*only 4,096 bytes are free"):
+        arrays.echo(array, "shared_memory")
+    with pytest.raises(shm.NotEnoughSharedMemory, match="4,096"):
+        arrays.echo(array, "shared_memory_pool")
+    assert "4,096" in arrays.TRANSPORTS["shared_memory"].unavailable_reason(array.nbytes, "spawn")
+    assert arrays.TRANSPORTS["pipe_bytes"].unavailable_reason(array.nbytes, "spawn") is None
 
 
 def test_practical_limits_are_reasons_not_errors():
@@ -240,7 +244,8 @@ def test_a_sender_waiting_for_a_dead_reader_is_told():
         peer.start()
         try:
             with pytest.raises((WorkerDied, BrokenPipeError)):
-                link.sender.send(np.zeros(8), timeout=20, peer=peer)  # waits for an acknowledgement
+                for _ in range(3):  # two blocks: the third send waits for the reader to release the first
+                    link.sender.send(np.zeros(8), timeout=20, peer=peer)
         finally:
             peer.join(5)
 
@@ -336,3 +341,85 @@ def test_fingerprint_tells_arrays_apart():
     b = a.copy()
     b[3] = -0.0 if b[3] == 0 else b[3] + 1e-12
     assert arrays.fingerprint(a) != arrays.fingerprint(b)
+
+
+# --- the contract: an array from recv() stays intact until the next recv() or release() -------------
+
+
+def _frames(count, size=1000):
+    return [np.full(size, index, dtype=np.int32) for index in range(count)]
+
+
+def test_shared_memory_never_writes_under_a_held_array():
+    """Both ends here, so what the sender may and may not do is visible without timing luck."""
+    f0, f1, f2, f3 = _frames(4)
+    with arrays.TRANSPORTS["shared_memory"].open(f0.nbytes, "fork") as link:
+        link.sender.send(f0, timeout=1)
+        link.sender.send(f1, timeout=1)  # the second block: no need to wait for the reader
+        a0 = link.receiver.recv(timeout=1)
+        with pytest.raises(TimeoutError, match="release"):
+            link.sender.send(f2, timeout=0.2)  # would write into a0's block while the reader holds a0
+        assert np.array_equal(a0, f0)
+        a1 = link.receiver.recv(timeout=1)  # done with a0: its block is free again
+        link.sender.send(f2, timeout=1)
+        assert np.array_equal(a1, f1)  # held, so untouched by the send after it
+        link.receiver.release()  # done with a1 before the next recv(): its block is free too
+        link.sender.send(f3, timeout=1)
+        assert np.array_equal(link.receiver.recv(timeout=1), f2)
+        assert np.array_equal(link.receiver.recv(timeout=1), f3)
+
+
+def test_hold_lets_the_reader_keep_several_arrays():
+    frames = _frames(5)
+    with arrays.TRANSPORTS["shared_memory"].open(frames[0].nbytes, "fork", hold=3) as link:
+        for frame in frames[:4]:  # hold + 1 blocks: four sends before the reader has taken any
+            link.sender.send(frame, timeout=1)
+        held = [link.receiver.recv(timeout=1) for _ in range(3)]
+        with pytest.raises(TimeoutError):
+            link.sender.send(frames[4], timeout=0.2)
+        fourth = link.receiver.recv(timeout=1)  # releases the oldest (frame 0) only
+        link.sender.send(frames[4], timeout=1)
+        assert [int(a[0]) for a in held[1:] + [fourth]] == [1, 2, 3]
+        assert all(np.array_equal(a, f) for a, f in zip(held[1:] + [fourth], frames[1:4]))
+    with pytest.raises(ValueError, match="hold must be at least 1"):
+        arrays.TRANSPORTS["shared_memory"].open(8, "fork", hold=0)
+
+
+def test_shared_memory_capacity_is_fixed_when_the_link_opens():
+    with arrays.TRANSPORTS["shared_memory"].open(4096, "fork") as link:
+        link.sender.send(np.zeros(512), timeout=1)  # exactly one page
+        with pytest.raises(ValueError, match="at most 4,096 bytes.*larger capacity"):
+            link.sender.send(np.zeros(513), timeout=1)
+        assert np.array_equal(link.receiver.recv(timeout=1), np.zeros(512))
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "fork_global"])
+def test_every_receiver_has_release(name):
+    with arrays.TRANSPORTS[name].open(64, "fork") as link:
+        link.receiver.release()  # nothing held: nothing to do, never an error
+
+
+# --- masked arrays, refused in the caller -------------------------------------------------------------
+
+
+MASKED = np.ma.masked_array(np.arange(4.0), mask=[0, 1, 0, 1])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_masked_arrays_are_refused_before_a_child_starts(name, no_child):
+    with pytest.raises(TypeError, match="masked arrays are not supported.*mask"):
+        arrays.echo(MASKED, name, start_method="fork")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_masked_arrays_are_refused_by_every_sender(name):
+    with arrays.TRANSPORTS[name].open(64, "fork") as link:
+        with pytest.raises(TypeError, match="masked arrays"):
+            link.sender.send(MASKED, timeout=1)
+
+
+def test_masked_arrays_are_refused_by_pack():
+    with pytest.raises(TypeError, match="item 1: masked arrays"):
+        arrays.pack([np.zeros(2), MASKED])
+    with pytest.raises(TypeError, match="masked arrays"):
+        arrays.fingerprint(MASKED)

@@ -10,7 +10,8 @@ from ipckit import arrays, bench, plots, shm, widgets
 matplotlib.use("Agg")
 
 KiB, MiB = 2**10, 2**20
-MEASURED = {"transport", "start_method", "nbytes", "repeat", "seconds_min", "seconds_median", "gb_per_s", "ok", "seconds"}
+MEASURED = {"transport", "start_method", "nbytes", "repeat", "frames", "seconds_min", "seconds_median", "gb_per_s", "ok",
+            "seconds"}
 
 
 # --- sizes and names ---------------------------------------------------------------------------
@@ -84,6 +85,16 @@ def test_a_corrupted_transfer_is_reported_not_ok(name, start_method):
     assert record["transport"] == f"{name} (corrupted)"
 
 
+@pytest.mark.timeout(120)
+def test_streaming_catches_a_transport_that_is_only_safe_in_lock_step(start_method):
+    """Released inside recv(), shared memory passes one lone hand-off at a time but not a burst held by the reader."""
+    unsafe = bench.released_early("shared_memory")
+    lone = bench.hand_off(64 * KiB, unsafe, start_method, repeat=2, warmup=0, timeout=30, frames=1)
+    streamed = bench.hand_off(64 * KiB, unsafe, start_method, repeat=2, warmup=0, timeout=30, frames=4)
+    assert lone["ok"] is True and streamed["ok"] is False
+    assert bench.hand_off(64 * KiB, "shared_memory", start_method, repeat=2, warmup=0, frames=4)["ok"] is True
+
+
 @pytest.mark.timeout(60)
 def test_a_corrupted_fork_global_is_reported_not_ok():
     record = bench.hand_off(4 * KiB, bench.corrupted("fork_global"), "fork", repeat=1, warmup=0, timeout=30)
@@ -106,20 +117,22 @@ def test_measure_tiny_run_with_a_skip():
     assert not bench.all_ok(corrupt)
 
 
-def test_too_little_dev_shm_is_a_skip_with_a_reason():
-    with shm.pretend_free_bytes(1000):
-        for name in ("shared_memory", "shared_memory_pool"):
-            record = bench.hand_off(MiB, name, "spawn")
-            assert set(record) == {"transport", "start_method", "nbytes", "repeat", "reason"}
-            assert "does not fit in /dev/shm" in record["reason"] and "1,000 bytes are free" in record["reason"]
-            assert bench.short_reason(record).startswith("a shared memory block of")
+def test_too_little_dev_shm_is_a_skip_with_a_reason(monkeypatch):
+    monkeypatch.setattr(shm, "free_bytes", lambda path=shm.SHM_DIR: 1000)
+    for name in ("shared_memory", "shared_memory_pool"):
+        record = bench.hand_off(MiB, name, "spawn")
+        assert set(record) == {"transport", "start_method", "nbytes", "repeat", "reason"}
+        assert "does not fit in /dev/shm" in record["reason"] and "1,000 bytes are free" in record["reason"]
+        assert bench.short_reason(record).startswith("shared memory of")
 
 
 def test_transports_that_would_take_minutes_are_skipped_with_a_reason():
     limit = arrays.TRANSPORTS["rawarray_seq"].practical_limit
-    record = bench.hand_off(limit + 8, "rawarray_seq", "fork")  # no array is made, no process started
+    record = bench.hand_off(limit + 8, "rawarray_seq", "fork", frames=1)  # no array is made, no process started
     assert bench.short_reason(record) == "rawarray_seq is skipped above 64 MiB"
     assert "would take minutes" in record["reason"]
+    record = bench.hand_off(limit // 4 + 8, "rawarray_seq", "fork", frames=4)  # the limit is per burst
+    assert bench.short_reason(record) == "rawarray_seq is skipped above 16 MiB per array in bursts of 4"
 
 
 def test_bad_arguments_raise_before_anything_starts():
@@ -182,6 +195,18 @@ def test_table_shows_the_reason_and_the_failed_check():
     text = bench.table(FAKE)
     assert "skipped: needs the 'fork' start method, not 'spawn'" in text
     assert "NO" in text and "memcpy" in text
+
+
+def test_table_marks_the_in_place_transport_and_fits_long_names():
+    in_place = dict(FAKE[1], transport="shared_memory", ok=True)
+    copied = dict(FAKE[1], transport=bench.copied_out("shared_memory").name, ok=True)
+    text = bench.table(FAKE + [in_place, copied])
+    assert "shared_memory: read in place, no copy by the reader" in text
+    rows = [line for line in text.splitlines() if "spawn" in line and "skipped" not in line]
+    assert len({line.index("spawn") for line in rows}) == 1  # the start column lines up
+    figure = plots.plot_bandwidth(FAKE + [in_place, copied])
+    assert {"shared_memory (in place)", copied["transport"]} <= {t.get_text() for t in figure.axes[0].get_legend().get_texts()}
+    matplotlib.pyplot.close("all")
 
 
 def test_charts_draw_bench_records():

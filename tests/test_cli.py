@@ -18,7 +18,7 @@ def run(*args, timeout=150):
 def test_tiny_run_writes_csv_table_and_chart(tmp_path):
     csv_path, png_path = tmp_path / "bench.csv", tmp_path / "bench.png"
     result = run("--sizes", "4KiB,8KiB", "--transports", "pipe_bytes,fork_global", "--start-method", "spawn",
-                 "--repeat", "2", "--csv", str(csv_path), "--plot", str(png_path))
+                 "--repeat", "2", "--frames", "3", "--csv", str(csv_path), "--plot", str(png_path))
     assert result.returncode == 0, result.stderr
     rows = list(csv.reader(csv_path.open()))
     assert rows[0] == list(bench.CSV_COLUMNS)
@@ -28,6 +28,7 @@ def test_tiny_run_writes_csv_table_and_chart(tmp_path):
         ("memcpy", "4096"), ("memcpy", "8192"), ("pipe_bytes", "4096"), ("pipe_bytes", "8192")]
     assert all(row[3] == "2" and row[-1] == "true" for row in rows[1:])
     assert "skipped: needs the 'fork' start method, not 'spawn'" in result.stdout
+    assert "from bursts of 3 sent without waiting" in result.stdout
     assert "subprocess" in result.stdout and "round trip" in result.stdout  # the latency table
     assert "hand-offs" in result.stderr  # the progress bar
     assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -38,6 +39,7 @@ def test_tiny_run_writes_csv_table_and_chart(tmp_path):
     (["--sizes", "12XB"], "'12XB'"),
     (["--repeat", "0"], "'0'"),
     (["--repeat", "-3"], "'-3'"),
+    (["--frames", "0"], "'0'"),
     (["--start-method", "teleport"], "'teleport'"),
     (["--sizes", "4KiB,0"], "'0'"),
     (["--csv", "/no/such/folder/out.csv"], "/no/such/folder"),

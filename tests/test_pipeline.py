@@ -117,7 +117,7 @@ def test_a_key_error_in_a_consumer_is_caught_by_except_key_error():
     assert "KeyError" in str(caught.__cause__)
 
 
-def test_an_exception_that_cannot_travel_becomes_worker_error():
+def test_an_exception_that_cannot_travel_becomes_worker_error(plain_exception_pickling):
     with pytest.raises(WorkerError, match="consumer-0 raised NeedsTwoArguments") as info:
         with OrderedPipeline(workloads.numbers, faults.raise_unrebuildable, (3,), start_method="fork") as pipe:
             list(pipe)
@@ -261,12 +261,13 @@ def test_a_small_result_from_a_big_item_frees_its_slot(start_method):
     assert pipe.stats["via shared memory"] == 30
 
 
-def test_too_little_shared_memory_means_fewer_slots_or_none():
+def test_too_little_shared_memory_means_fewer_slots_or_none(monkeypatch):
     from ipckit import shm
 
     nbytes = 2**20
     for free, expect_slots in ((3 * nbytes, True), (nbytes // 2, False)):
-        with shm.pretend_free_bytes(free):
+        with monkeypatch.context() as patch:
+            patch.setattr(shm, "free_bytes", lambda path=shm.SHM_DIR: free)
             with OrderedPipeline(workloads.same_array, workloads.identity, (12, nbytes), buffer=4,
                                  start_method="fork") as pipe:
                 assert [float(a[0]) for a in pipe] == list(range(12))

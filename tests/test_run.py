@@ -39,7 +39,7 @@ def test_except_key_error_catches_a_child_key_error(start_method):
         pytest.fail("no KeyError")
 
 
-def test_an_exception_that_will_not_unpickle_becomes_worker_error():
+def test_an_exception_that_will_not_unpickle_becomes_worker_error(plain_exception_pickling):
     with pytest.raises(WorkerError, match="raised NeedsTwoArguments: 1: this exception cannot be rebuilt") as info:
         run_in_child(faults.raise_unrebuildable, 1, start_method="fork")
     assert info.value.type_name == "NeedsTwoArguments"

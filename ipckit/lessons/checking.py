@@ -27,23 +27,28 @@ def exercise_check(check):
     def run(*args, **kwargs):
         try:
             praise = check(*args, **kwargs)
-        except NotImplementedError as exc:
-            print(f"Not yet: {exc or 'complete the exercise cell, run it, then run this cell again.'}")
-            return False
-        except Wrong as exc:
-            print(f"Wrong: {exc}")
-            return False
-        except Exception as exc:  # the learner's code raised: say what, and where
-            where = traceback.extract_tb(exc.__traceback__)[-1]
-            print(
-                f"Wrong: your code raised {type(exc).__name__}: {exc} "
-                f"(in {os.path.basename(where.filename)}, line {where.lineno})"
-            )
+        except Exception as exc:
+            print(verdict(exc))
+            # The traceback holds the check's frames, and a learner's exception handed over
+            # by call_in_thread sits in a reference cycle with them: free their locals now
+            # (queues, locks, Values: named semaphores under spawn), not at the next collection.
+            traceback.clear_frames(exc.__traceback__)
             return False
         print(f"Right: {praise}")
         return True
 
     return run
+
+
+def verdict(exc):
+    """The line a check prints when ``exc`` ended it: Not yet, or Wrong with what is wrong."""
+    if isinstance(exc, NotImplementedError):
+        return f"Not yet: {exc or 'complete the exercise cell, run it, then run this cell again.'}"
+    if isinstance(exc, Wrong):
+        return f"Wrong: {exc}"
+    where = traceback.extract_tb(exc.__traceback__)[-1]  # the learner's code raised: say what, and where
+    return (f"Wrong: your code raised {type(exc).__name__}: {exc} "
+            f"(in {os.path.basename(where.filename)}, line {where.lineno})")
 
 
 def learner_module(name):
@@ -86,11 +91,27 @@ def call_in_thread(func, args, timeout):
         cpu_start, wall_start = time.thread_time(), time.perf_counter()
         try:
             outcome = ("returned", func(*args))
-        except Exception as exc:
+        except BaseException as exc:  # handed to the caller
             outcome = ("raised", exc)
         done.append((outcome, time.perf_counter() - wall_start, time.thread_time() - cpu_start))
 
     worker = threading.Thread(target=call, daemon=True, name="learner-code")
     worker.start()
     worker.join(timeout)
-    return done[0] if done else None
+    return done.pop() if done else None  # pop: the list, kept by call(), must not keep an exception alive
+
+
+def call_with_deadline(func, args, seconds):
+    """Call ``func(*args)`` in a daemon thread; return (True, result), or (False, None) if it is still running.
+
+    A check calls the learner's code this way when a mistake could make it wait
+    for ever (a join() with no timeout, a lock never released): the check then
+    says so instead of hanging the kernel. What ``func`` raises is raised here.
+    """
+    called = call_in_thread(func, args, seconds)
+    if called is None:
+        return False, None
+    (how, value), _, _ = called
+    if how == "raised":
+        raise value
+    return True, value

@@ -61,7 +61,7 @@ def ordered_stream(client, func, items, in_flight=4, timeout=STREAM_TIMEOUT):
     ``timeout`` limits the whole stream, in seconds. Leaving the loop early
     (``break``, an exception) cancels whatever is still on the cluster.
     """
-    check_count(in_flight, "in_flight")
+    check_count(in_flight, "in_flight")  # ipckit.checks: a bad argument fails here, saying what to pass
     check_timeout(timeout)
     items = iter(items)
     number_of = {}  # future on the cluster -> its hand-off number
@@ -71,7 +71,7 @@ def ordered_stream(client, func, items, in_flight=4, timeout=STREAM_TIMEOUT):
 
     def hand_out():
         nonlocal handed
-        item = next(items, _END)
+        item = next(items, _END)  # _END = object(): a marker that no item can be
         if item is not _END:
             future = client.submit(func, item, pure=False)  # pure=False: equal items are still separate tasks
             number_of[future] = handed

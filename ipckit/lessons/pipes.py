@@ -32,7 +32,7 @@ def answer(operation, argument):
 
 
 def serve(conn, idle_timeout):
-    """Answer (operation, argument) requests until STOP, until the parent closes its end, or after idle_timeout s of silence."""
+    """Answer (operation, argument) requests until STOP, the parent closing its end, or idle_timeout s of silence."""
     with conn:
         while conn.poll(idle_timeout):  # True when a request or the end of the pipe is there
             try:
@@ -100,6 +100,7 @@ def die_after(conn, start_line, delay, exitcode):
 
 SLOW = 2.0  # seconds the server takes to answer the request the learner's ask must give up on
 GIVE_UP_AFTER = 0.5
+LATE = 1.5  # seconds after the server's reply by which the learner's ask must have returned it
 SPINNING = 0.15  # a waiting loop that uses more than this share of a core is polling, not blocking
 
 
@@ -110,8 +111,8 @@ def _still_waiting(request, timeout, waited):
     )
 
 
-def _ask_right_away(ask, conn, request, timeout, expected):
-    """The learner's ask must return the server's reply, whether it comes at once or a little later."""
+def _ask_right_away(ask, conn, request, timeout, expected, replied_after):
+    """The learner's ask must return the server's reply as soon as it comes, at once or a little later."""
     result = call_in_thread(ask, (conn, request, timeout), timeout + 5)
     if result is None:
         raise _still_waiting(request, timeout, timeout + 5)
@@ -132,6 +133,12 @@ def _ask_right_away(ask, conn, request, timeout, expected):
             f"ask(conn, {request!r}, timeout={timeout}) returned {outcome[1]!r}; the server replied {expected!r}. "
             "Return what conn.recv() gives."
         )
+    if wall_s > replied_after + LATE:
+        raise Wrong(
+            f"ask(conn, {request!r}, timeout={timeout}) returned the reply after {wall_s:.1f} s, though the server "
+            f"sent it after about {replied_after} s: conn.poll(timeout) returns the moment the reply is there; "
+            "do not sleep for the timeout."
+        )
 
 
 @exercise_check
@@ -145,8 +152,8 @@ def check_ask(ask, start_method=None):
     server.start()
     server_end.close()
     try:
-        _ask_right_away(ask, conn, ("square", 12), 5, ("ok", 144))
-        _ask_right_away(ask, conn, ("sleep", 0.3), 5, ("ok", "awake"))
+        _ask_right_away(ask, conn, ("square", 12), 3, ("ok", 144), replied_after=0)
+        _ask_right_away(ask, conn, ("sleep", 0.3), 3, ("ok", "awake"), replied_after=0.3)
 
         request = ("sleep", SLOW)
         result = call_in_thread(ask, (conn, request, GIVE_UP_AFTER), SLOW + 3)

@@ -37,12 +37,10 @@ def worker_pid(n):
     return n, os.getpid()
 
 
-PRICES = {"apple": 3, "pear": 4, "plum": 2}
-
-
 def price_of(fruit):
-    """Look a fruit up in PRICES: an unknown one raises KeyError in the worker."""
-    return PRICES[fruit]
+    """Look a fruit up in a price list: an unknown one raises KeyError in the worker."""
+    prices = {"apple": 3, "pear": 4, "plum": 2}
+    return prices[fruit]
 
 
 _table = None  # set once per worker by load_table
@@ -51,10 +49,10 @@ _loads = 0
 
 def load_table(size):
     """Pool initializer: build a lookup table once per worker (a stand-in for loading a model or a file)."""
-    global _table, _loads
+    global _table, _loads  # module globals: each worker process has its own
     time.sleep(0.2)  # the expensive part, paid once per worker instead of once per task
     _table = {n: n * n for n in range(size)}
-    _loads += 1
+    _loads = globals().get("_loads", 0) + 1  # how many times this worker has loaded it
 
 
 def look_up(n):

@@ -88,8 +88,19 @@ def square_tasks(tasks, results, timeout):
 
 CHECK_ITEMS = 100
 GIVE_UP_AFTER = 1.0  # the timeout the check gives the learner's consume
+PAUSE = 0.3  # the finishing producer pauses this long half-way: a quiet queue is not yet the end
 HUNG_AFTER = 3.0  # seconds past that timeout after which the consumer counts as hung
 SPINNING = 0.15  # a waiting loop that uses more than this share of a core is polling, not blocking
+EMPTY_ASKS = 3  # gets that did not wait and found nothing: a loop that makes more is polling
+
+
+def produce_with_a_pause(items, count):
+    """Put the numbers 0 .. count-1 with a pause half-way, then STOP: the stream goes quiet before it ends."""
+    for number in range(count):
+        if number == count // 2:
+            time.sleep(PAUSE)
+        items.put(number)
+    items.put(STOP)
 
 
 def produce_then_die(items, count):
@@ -101,14 +112,37 @@ def produce_then_die(items, count):
     os._exit(3)
 
 
+class _WatchedQueue:
+    """The queue as the learner's consume sees it: counts the gets that did not wait and found nothing."""
+
+    def __init__(self, items):
+        self._items = items
+        self.empty_asks = 0
+
+    def get(self, block=True, timeout=None):
+        try:
+            return self._items.get(block, timeout)
+        except queue.Empty:
+            if not block or (timeout is not None and timeout < 0.01):  # asked without (really) waiting
+                self.empty_asks += 1
+            raise
+
+    def get_nowait(self):
+        return self.get(False)
+
+    def __getattr__(self, name):
+        return getattr(self._items, name)
+
+
 def run_consumer(consume, items, report, timeout):
-    """Child: run the learner's consume and report what it did, how long it took and the CPU it used."""
+    """Child: run the learner's consume; report what it did, how long it took, the CPU it used, its vain gets."""
+    watched = _WatchedQueue(items)
     cpu_start, wall_start = time.process_time(), time.perf_counter()
     try:
-        outcome = ("returned", consume(items, timeout))
+        outcome = ("returned", consume(watched, timeout))
     except Exception as exc:
         outcome = ("raised", type(exc).__name__, str(exc))
-    report.put((outcome, time.perf_counter() - wall_start, time.process_time() - cpu_start))
+    report.put((outcome, time.perf_counter() - wall_start, time.process_time() - cpu_start, watched.empty_asks))
 
 
 def _run_against(ctx, consume, producer, count, timeout):
@@ -146,22 +180,24 @@ def check_consumer(module="exercise_queue", start_method=None):
     consume = learner_function(learner_module(module), "consume")
     ctx = get_context(start_method)
 
-    finished = _run_against(ctx, consume, produce, CHECK_ITEMS, GIVE_UP_AFTER)
+    finished = _run_against(ctx, consume, produce_with_a_pause, CHECK_ITEMS, GIVE_UP_AFTER)
     if finished is None:
         raise Wrong(
-            f"consume() was still running {GIVE_UP_AFTER + HUNG_AFTER:.0f} s after the producer put {CHECK_ITEMS} numbers "
-            "and STOP: stop the loop when the item is STOP."
+            f"consume() was still running {GIVE_UP_AFTER + HUNG_AFTER:.0f} s after the producer put "
+            f"{CHECK_ITEMS} numbers and STOP: stop the loop when the item is STOP."
         )
-    outcome, _, _ = finished
+    outcome = finished[0]
     _not_yet(outcome)
     if outcome[0] == "raised":
         raise Wrong(
-            f"with a producer that finished, consume() raised {outcome[1]}: {outcome[2]}. "
-            "It should return the items it got once STOP arrives."
+            f"with a producer that paused for {PAUSE} s half-way, then finished, consume() raised {outcome[1]}: "
+            f"{outcome[2]}. It should wait for items (up to the timeout, {GIVE_UP_AFTER} s, each) and return the "
+            "items it got once STOP arrives; an empty queue is not the end."
         )
     got = outcome[1]
     if got != list(range(CHECK_ITEMS)):
-        shown = repr(got) if not isinstance(got, list) or len(got) < 6 else f"a list of {len(got)} items ending {got[-3:]}"
+        short = not isinstance(got, list) or len(got) < 6
+        shown = repr(got) if short else f"a list of {len(got)} items ending {got[-3:]}"
         raise Wrong(
             f"with a producer that put 0..{CHECK_ITEMS - 1} then STOP, consume() returned {shown}; "
             f"expected the list [0, 1, ..., {CHECK_ITEMS - 1}] (STOP itself is not an item)."
@@ -174,11 +210,17 @@ def check_consumer(module="exercise_queue", start_method=None):
             f"{GIVE_UP_AFTER + HUNG_AFTER:.0f} s later: wait with items.get(timeout=timeout), so a dead producer "
             "ends the wait."
         )
-    outcome, wall_s, cpu_s = died
+    outcome, wall_s, cpu_s, empty_asks = died
     if wall_s > 0.5 and cpu_s > SPINNING * wall_s:
         raise Wrong(
             f"while it waited for a producer that had died, consume() kept {cpu_s / wall_s:.0%} of a core busy: "
             "it polls. Let get(timeout=timeout) block instead of asking again and again."
+        )
+    if empty_asks > EMPTY_ASKS:
+        raise Wrong(
+            f"while it waited for a producer that had died, consume() asked the queue {empty_asks} times without "
+            "waiting and found nothing: it polls (a nap between the asks only makes it slower to notice an item). "
+            "Let get(timeout=timeout) block: it wakes the moment an item arrives, or raises queue.Empty."
         )
     if outcome[0] == "returned":
         raise Wrong(
@@ -190,6 +232,12 @@ def check_consumer(module="exercise_queue", start_method=None):
         raise Wrong(
             f"the producer died without sending STOP, and consume() raised {outcome[1]}: {outcome[2]}. "
             "Raise TimeoutError when no item arrives within the timeout."
+        )
+    if wall_s < 0.8 * GIVE_UP_AFTER:
+        raise Wrong(
+            f"consume(items, timeout={GIVE_UP_AFTER}) gave up {wall_s:.2f} s after it started, before "
+            f"{GIVE_UP_AFTER} s without an item had passed: a producer may just be slow. Wait with "
+            "items.get(timeout=timeout), and give up only when that raises queue.Empty."
         )
     return (
         f"consume() returned all {CHECK_ITEMS} numbers when STOP came, and gave up with {outcome[1]} "

@@ -32,6 +32,7 @@ def write_all(stream, text):
 
 GIVE_UP_AFTER = 0.5
 SLOW = 3  # seconds the child sleeps on the request the learner's talk must give up on
+PACED = (["echo ready"] + ["sleep 0.4"] * 4, 1.2)  # (requests, timeout): each reply in time, all of them not
 
 
 def _talkers():
@@ -103,6 +104,24 @@ def check_talk(talk):
             "talk returned the right replies but left the child running: close its stdin and wait(timeout=...) "
             "for it to exit."
         )
+
+    requests, timeout = PACED
+    (outcome, wall_s, _), left = _run(talk, requests, timeout, 15)
+    if outcome[0] == "raised" and isinstance(outcome[1], TimeoutError):
+        raise Wrong(
+            f"talk({requests!r}, timeout={timeout}) raised TimeoutError after {wall_s:.1f} s, though the child "
+            f"answers each of those requests within 0.4 s: the timeout is for each reply, not for the whole talk "
+            "(communicate(timeout=...) gives all of them one deadline). Write a line, read its reply with "
+            "replies.get(timeout=timeout), then the next."
+        )
+    if outcome[0] == "raised":
+        raise Wrong(f"talk({requests!r}, timeout={timeout}) raised {type(outcome[1]).__name__}: {outcome[1]}")
+    if outcome[1] != ["ready"] + ["awake"] * 4:
+        raise Wrong(f"talk({requests!r}, timeout={timeout}) returned {outcome[1]!r}; the child replied "
+                    f"{['ready'] + ['awake'] * 4!r}.")
+    if left:
+        raise Wrong("talk returned the right replies but left the child running: close its stdin and "
+                    "wait(timeout=...) for it to exit.")
 
     requests = ["echo first", f"sleep {SLOW}", "echo never sent"]
     (outcome, wall_s, _), left = _run(talk, requests, GIVE_UP_AFTER, SLOW + 5)

@@ -1,0 +1,12 @@
+%%writefile exercise_shm.py
+import math
+from multiprocessing.shared_memory import SharedMemory
+
+import numpy as np
+
+
+def double_in_place(name, shape, dtype):
+    """Attach to the block `name`, double the array of `shape` and `dtype` at its start, in place; close, never unlink."""
+    block = SharedMemory(name)
+    array = np.frombuffer(block.buf, dtype=dtype, count=math.prod(shape)).reshape(shape)
+    array *= 2  # the mistake: no close(), so the block stays mapped in this process until it exits
