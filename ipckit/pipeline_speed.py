@@ -1,11 +1,11 @@
 """How fast the ordered pipeline is, beside what a user would pick instead.
 
 Each ``*_rate`` function runs one side once and returns ``(items per second,
-items checked)``: the rate runs from the first result to the last, so
-starting processes is left out on every side, and every result is checked
-(a wrong or missing one raises ``AssertionError``). The workers the children
-run live here too, so every side runs the same code. Two functions are for
-lesson 08:
+items checked)``: the rate runs from the first result (or a later one, with
+``warm_up``) to the last, so starting processes is left out on every side,
+and every result is checked (a wrong or missing one raises
+``AssertionError``). The workers the children run live here too, so every
+side runs the same code. For lesson 08, each returning plain numbers to draw:
 
 - :func:`tiny_item_rates`: items/s for the strict hand-off, ``prefetch=1`` and
   ``chunksize=64`` beside ``Pool(1).imap`` (chunksize 1 and 64);
