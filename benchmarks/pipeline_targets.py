@@ -38,6 +38,7 @@ import argparse
 import datetime
 import functools
 import os
+import resource
 import statistics
 import sys
 import threading
@@ -63,6 +64,7 @@ QUICK = {"tiny": 3_000, "many": 50_000, "frames": 300, "arrays": 8, "slow arrays
 ROWS = [
     ("bare ping-pong limit (round trips)", "tiny", "items/s"),
     ("OrderedPipeline, strict (defaults)", "tiny", "items/s"),
+    ("OrderedPipeline, strict, buffer=None", "tiny", "items/s"),
     (f"OrderedPipeline, prefetch={PREFETCH}", "tiny", "items/s"),
     ("OrderedPipeline, chunksize=64", "tiny", "items/s"),
     (f"OrderedPipeline, prefetch={PREFETCH}, 2 consumers", "tiny", "items/s"),
@@ -116,6 +118,7 @@ def sides(counts, method):
     return {
         "bare ping-pong limit (round trips)": lambda: speed.ping_pong_rate(counts["ping-pong"], method),
         "OrderedPipeline, strict (defaults)": piped(numbers, identity, (tiny,), tiny, number),
+        "OrderedPipeline, strict, buffer=None": piped(numbers, identity, (tiny,), tiny, number, buffer=None),
         f"OrderedPipeline, prefetch={PREFETCH}": piped(numbers, identity, (tiny,), tiny, number, prefetch=PREFETCH),
         "OrderedPipeline, chunksize=64": piped(numbers, identity, (many,), many, number, chunksize=64),
         f"OrderedPipeline, prefetch={PREFETCH}, 2 consumers": piped(numbers, identity, (tiny,), tiny, number,
@@ -172,6 +175,12 @@ def peak_memory_growth(count, nbytes, method):
     return peak[0] - base, slots, pipe.stats
 
 
+def _switches():
+    """Context switches so far of this process (every thread) and of its children that have ended."""
+    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_nvcsw + me.ru_nivcsw + children.ru_nvcsw + children.ru_nivcsw
+
+
 def _rate(value, unit):
     return f"{value:,.0f} {unit}" if value >= 100 else f"{value:,.1f} {unit}"
 
@@ -189,9 +198,13 @@ def main(argv=None):
     began = time.monotonic()
     run = sides(counts, method)
     rates = {name: [] for name, _, _ in ROWS}
+    switches = {name: [] for name, _, _ in ROWS}  # context switches per item, every process of the side
     for round_number in range(options.rounds):
         for name, _, _ in ROWS:
-            rates[name].append(run[name]()[0])
+            before = _switches()
+            rate, items = run[name]()
+            rates[name].append(rate)
+            switches[name].append((_switches() - before) / items)
         print(f"round {round_number + 1} of {options.rounds} done ({time.monotonic() - began:.0f} s)", file=sys.stderr)
     growth, slots, stats = peak_memory_growth(64, 16 * MiB, method)
     load_after = os.getloadavg()
@@ -222,22 +235,28 @@ def main(argv=None):
     verdicts.append(verdict)
     lines.append(f"| buffer=4, slow consumer, 1 GiB: main's peak RSS growth | | {items_grown:.1f} items | < 6 items | "
                  f"{verdict} |")
-    lines += ["", "| side | median rate | rate per round |", "|---|---|---|"]
+    lines += ["", "| side | median rate | rate per round | context switches per item |", "|---|---|---|---|"]
     for name, _, unit in ROWS:
         values = rates[name]
         lines.append(f"| {name} | {_rate(statistics.median(values), unit)} | "
-                     f"{', '.join(f'{v:,.0f}' if v >= 100 else f'{v:.1f}' for v in values)} |")
+                     f"{', '.join(f'{v:,.0f}' if v >= 100 else f'{v:.1f}' for v in values)} | "
+                     f"{statistics.median(switches[name]):.2f} |")
     ping = statistics.median(rates["bare ping-pong limit (round trips)"])
     strict = statistics.median(rates["OrderedPipeline, strict (defaults)"])
+    switched = {name: statistics.median(values) for name, values in switches.items()}
     lines += [
         "",
         f"The strict hand-off costs {1e6 / strict:.1f} µs per item; two bare processes ping-ponging take "
         f"{1e6 / ping:.1f} µs per round trip, so the pipeline's own cost is about {1e6 / strict - 1e6 / ping:.1f} µs "
-        "per item: the producer's message, main's routing, the caller's thread, and the wake-ups of four "
-        "processes and threads where the ping-pong has two.",
+        f"per item. Most of it is wake-ups: {switched['OrderedPipeline, strict (defaults)']:.1f} context switches "
+        f"per item (the ping-pong's round trip takes {switched['bare ping-pong limit (round trips)']:.1f}, "
+        f"`Pool(1).imap` {switched['Pool(1).imap, chunksize=1']:.2f}: it sends every task ahead and its processes "
+        f"rarely sleep; with prefetch, {switched[f'OrderedPipeline, prefetch={PREFETCH}']:.1f}).",
         "",
-        f"During the 1 GiB run the slot pool held {slots} slots of 16 MiB in /dev/shm, a number set by the buffer, "
-        "the consumers and the results the caller may keep, not by the stream's length. Main maps a slot's pages "
+        f"During the 1 GiB run the slot pool held {slots} slots of 16 MiB in /dev/shm, a number set by what the "
+        "consumers may hold, a few on their way and the results the caller may keep, not by the buffer or the "
+        "stream's length (the producer waited for a free slot "
+        f"{stats['waited for a slot']} times). Main maps a slot's pages "
         "only where the caller reads a lent result (here one value each), and copies other results out with "
         f"pread, so the pool does not count in main's RSS. Items through shared memory: {stats['via shared memory']} "
         f"of {stats['items']}.",
