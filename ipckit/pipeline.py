@@ -461,13 +461,14 @@ def _unpickling_failed(exc, process, seq):
 def _results(core):
     """The caller's side: every result in order, one at a time, unpickled here (off the dispatcher's path).
 
-    The dispatcher's entries are ``(RESULT, seq, count, flags, body, process)``:
-    ``body`` is the result's pickle (a batch's list of results with the LIST
-    flag; an ArrayRef to a result in its slot with IN_SLOT). For each hand-off
-    whose results the loop has taken, the producer gets a credit; they are
-    written in steps of half the capacity, and before this thread waits while
-    fewer than a step are still to come (the producer may be waiting for them;
-    with more on their way, this thread will wake for them and pay then).
+    The dispatcher puts a list of entries per round, ``(RESULT, seq, count,
+    flags, body, process)``: ``body`` is the result's pickle (a batch's list of
+    results with the LIST flag; an ArrayRef to a result in its slot with
+    IN_SLOT). For each hand-off whose results the loop has taken, the producer
+    gets a credit; they are written in steps of half the capacity, and before
+    this thread waits while fewer than a step are still to come (the producer
+    may be waiting for them; with more on their way, this thread will wake for
+    them and pay then).
     """
     out, loads, timeline = core.out, pickle.loads, core.timeline
     credits = core.credit_fd is not None
@@ -478,10 +479,20 @@ def _results(core):
         if out.empty():
             if owed and core.received - core.taken < step:  # few left to come: the producer must not wait
                 owed -= core.pay(owed)
-            entry = _wait_for_results(core)
+            entries = _wait_for_results(core)
         else:
-            entry = out.get()
-        if entry[0] is RESULT:
+            entries = out.get()
+        for entry in entries:
+            if entry[0] is not RESULT:
+                core.finished = True
+                core.close_pool()  # every result before this one has been lent or copied
+                if entry[0] is FAILED:
+                    raise entry[2]
+                if entry[0] is CLOSED:
+                    raise ValueError(_CLOSED_MESSAGE)
+                return
+            if core.closing:
+                raise ValueError(_CLOSED_MESSAGE)
             _, seq, count, flags, body, process = entry
             try:
                 value = loads(body)
@@ -502,14 +513,6 @@ def _results(core):
                 if owed >= step:
                     owed -= core.pay(owed)
             yield value
-            continue
-        core.finished = True
-        core.close_pool()  # every result before this one has been lent or copied
-        if entry[0] is FAILED:
-            raise entry[2]
-        if entry[0] is CLOSED:
-            raise ValueError(_CLOSED_MESSAGE)
-        return
 
 
 def _wait_for_results(core):

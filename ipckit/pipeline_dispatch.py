@@ -41,7 +41,8 @@ from .pipeline_wire import RESULT as RESULT_FRAME
 from .run import WorkerDied, WorkerTimeout, child_error
 from .shm import NotEnoughSharedMemory, SlotPool
 
-RESULT, END, FAILED, CLOSED = "result", "end", "failed", "closed"  # kinds of what the caller's loop receives
+RESULT, END, FAILED, CLOSED = "result", "end", "failed", "closed"  # kinds of what the caller's loop receives,
+# in lists (one per round of the dispatcher): (RESULT, seq, count, flags, body, process), or (END / FAILED / CLOSED,)
 ON_THEIR_WAY = 2  # slots beyond those the consumers hold: items on their way to a consumer
 UNBOUNDED_EXTRA_SLOTS = 4  # the same when the buffer is unbounded
 LENT_AT_MOST = 4  # results handed to the caller in their slot, without a copy, at one time
@@ -186,9 +187,8 @@ class _Dispatcher:
                 if handler is not None and handler[0](handler[1], events) is False:
                     return False
             if deliver:  # last, just before this thread waits again: the caller's thread wakes to a free GIL
-                for result in deliver:
-                    put(result)
-                deliver.clear()
+                put(deliver)  # all of this round's results at once
+                deliver = self.deliver = []
             if timeout is not None:
                 self.check_deadlines()
             if not returned.empty():
@@ -434,7 +434,7 @@ class _Dispatcher:
 
 def dispatch(core):
     """The dispatcher thread: run, then stop the children, tell the caller how it ended, close the pipes."""
-    outcome = (CLOSED, None, None)
+    outcome = (CLOSED, None, None)  # the kind, and the error for FAILED
     try:
         try:
             if _Dispatcher(core).run():
@@ -447,5 +447,5 @@ def dispatch(core):
         if outcome[0] is CLOSED:
             core.close_pool()  # closed or dropped: no one will take the results still queued
     finally:
-        core.out.put(outcome)
+        core.out.put([outcome])
         core.release()
