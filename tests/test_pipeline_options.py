@@ -215,14 +215,19 @@ def test_a_killed_consumer_with_prefetch_is_reported_within_a_second():
     assert info.value.signal == "SIGKILL"
 
 
-@pytest.mark.parametrize("options", [dict(prefetch=1), dict(chunksize=4)], ids=["prefetch", "chunksize"])
-def test_a_consumer_over_its_timeout_is_stopped(options):
+TIMED = [(dict(prefetch=1), "fork"), (dict(chunksize=4), "fork")] + [
+    (dict(prefetch=1, chunksize=4), method) for method in ("fork", "spawn", "forkserver")
+]
+
+
+@pytest.mark.parametrize("options, method", TIMED, ids=[f"{'-'.join(o)}-{m}" for o, m in TIMED])
+def test_a_consumer_over_its_timeout_is_stopped(options, method):
     consume = functools.partial(faults.stall_on, bad=6)
     with pytest.raises(WorkerTimeout) as info:
-        with OrderedPipeline(workloads.numbers, consume, (40,), consumers=2, timeout=0.5, start_method="fork",
+        with OrderedPipeline(workloads.numbers, consume, (40,), consumers=2, timeout=0.3, start_method=method,
                              **options) as pipe:
             list(pipe)
-    assert info.value.timeout == 0.5 and info.value.process.startswith("consumer-")
+    assert info.value.timeout == 0.3 and info.value.process.startswith("consumer-")
     assert info.value.item <= 6  # the item it held longest: the stuck one, or the first of its batch
     assert all(_gone(pid) for pid in pipe.pids.values())
 
@@ -243,9 +248,14 @@ def test_break_stops_every_child_quickly(start_method, options):
     assert all(_gone(pid) for pid in pipe.pids.values())
 
 
-@pytest.mark.parametrize("options", [dict(prefetch=2), dict(chunksize=16)], ids=["prefetch", "chunksize"])
-def test_a_dropped_pipeline_stops_its_children(options):
-    pipe = OrderedPipeline(workloads.numbers, workloads.identity, (100_000,), consumers=2, start_method="fork",
+DROPPED = [(dict(prefetch=2), "fork"), (dict(chunksize=16), "fork")] + [
+    (dict(prefetch=2, chunksize=16), method) for method in ("spawn", "forkserver")
+]
+
+
+@pytest.mark.parametrize("options, method", DROPPED, ids=[f"{'-'.join(o)}-{m}" for o, m in DROPPED])
+def test_a_dropped_pipeline_stops_its_children(options, method):
+    pipe = OrderedPipeline(workloads.numbers, workloads.identity, (100_000,), consumers=2, start_method=method,
                            **options)
     for number in pipe:
         if number == 100:
