@@ -340,6 +340,7 @@ class _Last:
         self.frame = frame
 
 
+QUEUED_BATCHES = 4  # batches' worth of items the producer makes ahead of its sender thread
 _PLAIN = frozenset({int, float, complex, str, bytes, bool, type(None)})  # cannot change once yielded
 
 
@@ -372,10 +373,12 @@ class _Batcher:
             self.ready.put(None)
 
     def wait_for_room(self):
-        """Block while two batches' worth are queued (the sender is busy, or waits for a credit)."""
-        while len(self.queued) >= 2 * self.chunksize and not self.gone:
+        """Block while ``QUEUED_BATCHES`` batches' worth are queued (the sender is busy, or waits for a
+        credit). The sender wakes this thread only once a batch or less is left, so that it then makes
+        several batches in one go rather than one wake-up per batch."""
+        while len(self.queued) >= QUEUED_BATCHES * self.chunksize and not self.gone:
             self.producer_waits = True
-            if len(self.queued) >= 2 * self.chunksize and not self.gone:
+            if len(self.queued) >= QUEUED_BATCHES * self.chunksize and not self.gone:
                 self.room.get()
             self.producer_waits = False
         if self.gone:
@@ -420,7 +423,7 @@ class _Batcher:
                         times.popleft()
                     body = dumps((values, pickled), protocol)
                     data = HEADER.pack(len(body), BATCH, 0, count, -1, seq, produced, _clock(timed)) + body
-                if self.producer_waits:
+                if self.producer_waits and len(queued) <= chunksize:
                     self.producer_waits = False
                     self.room.put(None)
                 send(data)
@@ -451,7 +454,7 @@ def _produce_in_batches(produce, args, send, slots, allowance, chunksize, timed)
     batcher = _Batcher(send, allowance, chunksize, timed)
     queued, times, plain = batcher.queued, batcher.times, _PLAIN
     dumps, protocol, seq = pickle.dumps, pickle.HIGHEST_PROTOCOL, 0
-    limit = 2 * chunksize
+    limit = QUEUED_BATCHES * chunksize
     doing = None  # what failed, if not produce() itself (said lazily: an f-string per item is too dear here)
     try:
         for item in produce(*args):
