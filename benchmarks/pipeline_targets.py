@@ -255,8 +255,7 @@ def main(argv=None):
         "",
         f"During the 1 GiB run the slot pool held {slots} slots of 16 MiB in /dev/shm, a number set by what the "
         "consumers may hold, a few on their way and the results the caller may keep, not by the buffer or the "
-        "stream's length (the producer waited for a free slot "
-        f"{stats['waited for a slot']} times). Main maps a slot's pages "
+        f"stream's length (waits for a free slot: {stats['waited for a slot']}). Main maps a slot's pages "
         "only where the caller reads a lent result (here one value each), and copies other results out with "
         f"pread, so the pool does not count in main's RSS. Items through shared memory: {stats['via shared memory']} "
         f"of {stats['items']}.",
