@@ -556,6 +556,10 @@ class OrderedPipeline:
     - ``timeout``: seconds a consumer may take on one item (a batch of n items
       gets n x timeout); a slower one is stopped and the loop raises
       :class:`WorkerTimeout` (default: no limit).
+
+    ``stats`` counts the ``items``, the ``hand-offs`` (items, or batches), the
+    big arrays that went ``via shared memory`` or were ``pickled``, and the
+    times the producer ``waited for a slot`` (that one depends on timing).
     """
 
     def __init__(self, produce, consume, produce_args=(), consumers=1, buffer=_AUTO, start_method=None,
