@@ -25,7 +25,6 @@ import os
 import statistics
 import sys
 
-
 from ipckit import bench
 from ipckit.context import START_METHODS, resolve_start_method
 

@@ -155,7 +155,8 @@ def stream_frame(pattern, index, out=None):
 
 
 def _hold_and_check(receiver, count, shape, hold, timeout):
-    """Child: receive ``count`` frames; hold each ``hold`` seconds (as a reader at work would), then compare it bit for bit."""
+    """Child: receive ``count`` frames; hold each ``hold`` seconds (as a reader at work would), then compare it
+    bit for bit."""
     pattern = stream_pattern(shape)
     expected = np.empty_like(pattern)
     intact = []
@@ -163,7 +164,8 @@ def _hold_and_check(receiver, count, shape, hold, timeout):
         for index in range(count):
             frame = receiver.recv(timeout)
             time.sleep(hold)  # meanwhile the sender keeps sending
-            intact.append(bool(frame.dtype == np.uint8 and np.array_equal(frame, stream_frame(pattern, index, expected))))
+            whole = frame.dtype == np.uint8 and np.array_equal(frame, stream_frame(pattern, index, expected))
+            intact.append(bool(whole))
             del frame
         return intact
     finally:

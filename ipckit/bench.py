@@ -575,7 +575,8 @@ def _format_seconds(seconds):
 def table(records):
     """The hand-off records as a text table: one block per size, fastest first, skipped ones last with their reason."""
     width = max([19] + [len(r["transport"]) for r in records])
-    lines = [f"{'size':>9}  {'transport':<{width}} {'start':<10} {'min':>9} {'median':>9} {'GB/s':>8} {'x memcpy':>8}  ok"]
+    lines = [f"{'size':>9}  {'transport':<{width}} {'start':<10} {'min':>9} {'median':>9} {'GB/s':>8} "
+             f"{'x memcpy':>8}  ok"]
     for size in dict.fromkeys(r["nbytes"] for r in records):
         block = [r for r in records if r["nbytes"] == size]
         limit = next((r["gb_per_s"] for r in block if r["transport"] == MEMCPY), None)
@@ -589,14 +590,16 @@ def table(records):
             )
         for r in block:
             if "reason" in r:
-                lines.append(f"{format_size(size):>9}  {r['transport']:<{width}} {r['start_method']:<10} skipped: {r['reason']}")
+                lines.append(f"{format_size(size):>9}  {r['transport']:<{width}} {r['start_method']:<10} "
+                             f"skipped: {r['reason']}")
     frames = sorted({r["frames"] for r in records if "frames" in r and r["transport"] not in (MEMCPY, "fork_global")})
     if frames:
         burst = " or ".join(str(n) for n in frames)
         lines.append(f"Times per array, from bursts of {burst} sent without waiting, the reader holding each one.")
     lines.append("GB/s from the median; ok: every array received had the CRC-32 of the one sent.")
     if any(r["transport"] == "fork_global" and "reason" not in r for r in records):
-        lines.append("fork_global: the time to fork a child that can read the array in place (it grows with the parent's memory).")
+        lines.append("fork_global: the time to fork a child that can read the array in place "
+                     "(it grows with the parent's memory).")
     in_place = [r["transport"] for r in records if r["transport"] in TRANSPORTS and "reason" not in r
                 and TRANSPORTS[r["transport"]].in_place]
     for name in dict.fromkeys(in_place):

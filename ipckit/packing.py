@@ -23,7 +23,9 @@ Layout.__doc__ = "Where each packed array lives: a tuple of PackedEntry(offset, 
 def layout_of(arrays):
     """The :class:`Layout` that :func:`pack` would use: offsets rounded up to 64 bytes, in list order."""
     if isinstance(arrays, np.ndarray) or not isinstance(arrays, (list, tuple)):
-        raise TypeError(f"pack takes a list (or tuple) of numpy arrays, not {type(arrays).__name__}; for one array use [array]")
+        raise TypeError(
+            f"pack takes a list (or tuple) of numpy arrays, not {type(arrays).__name__}; for one array use [array]"
+        )
     entries, offset = [], 0
     for index, array in enumerate(arrays):
         try:
@@ -50,7 +52,7 @@ def pack(arrays, into=None, start_method=None):
         if view.readonly or view.nbytes < layout.nbytes:
             raise ValueError(f"into must be a writable buffer of at least {layout.nbytes:,} bytes, not {view.nbytes:,}")
         view.release()
-    for entry, array in zip(layout.entries, arrays):
+    for entry, array in zip(layout.entries, arrays, strict=True):
         shm.array_in(into, entry.shape, entry.dtype, entry.offset)[...] = array
     return into, layout
 

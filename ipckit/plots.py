@@ -60,7 +60,8 @@ def plot_transport_speeds(records, ax=None):
     first = rows[0] if rows else None
     if first:
         kind = "float64 array" if first["nbytes"] % 8 == 0 else "array"
-        ax.set_title(f"{bench.format_size(first['nbytes'])} {kind}, parent -> child, start method {first['start_method']}")
+        ax.set_title(f"{bench.format_size(first['nbytes'])} {kind}, parent -> child, "
+                     f"start method {first['start_method']}")
     speeds = [r["gb_per_s"] for r in measured + reference]
     if speeds:
         ax.set_xlim(min(speeds) / 3, max(speeds) * 8)
@@ -127,7 +128,7 @@ def plot_bandwidth(records, ax=None):
             style.update(linestyle=":")
         elif name not in TRANSPORTS:  # a wrapped transport: its base's colour, dashed
             style.update(linestyle="--", marker="s")
-        ax.plot(*zip(*points), label=_label(name), **style)
+        ax.plot(*zip(*points, strict=True), label=_label(name), **style)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xticks(sizes, [bench.format_size(n) for n in sizes])
@@ -164,7 +165,7 @@ def plot_start_methods(records, ax=None):
                 else:
                     ax.barh(y, r["gb_per_s"], height=height, color=f"C{j}", label=method)
     handles, labels = ax.get_legend_handles_labels()
-    unique = dict(zip(labels, handles))  # one legend entry per start method
+    unique = dict(zip(labels, handles, strict=True))  # one legend entry per start method
     if unique:
         ax.legend(unique.values(), unique.keys(), fontsize=8)
     ax.set_yticks(range(len(names)), [_label(name) for name in names])
@@ -188,7 +189,7 @@ def plot_latency(records):
 
 
 def plot_fresh_vs_reused(records, ax=None):
-    """Two bars: milliseconds to copy one array into a fresh block against into a reused slot (bench.fresh_vs_reused)."""
+    """Two bars: milliseconds to copy one array into a fresh block, and into a reused slot (bench.fresh_vs_reused)."""
     ax = _axes(ax, width=6, height=2.4)
     ax.barh([r["way"] for r in records], [r["seconds_median"] * 1e3 for r in records],
             color=["tab:red" if r["way"] == bench.FRESH else "tab:green" for r in records])
@@ -216,7 +217,7 @@ def plot_lanes(runs, title="Who ran when"):
     with times in seconds from the run's start (see ``ipckit.lessons.start.race``).
     """
     fig, axes = plt.subplots(len(runs), 1, sharex=True, figsize=(7, 1 + 0.9 * len(runs)), squeeze=False)
-    for ax, (label, run) in zip(axes[:, 0], runs.items()):
+    for ax, (label, run) in zip(axes[:, 0], runs.items(), strict=True):
         for lane, (start, end) in enumerate(run["intervals"]):
             ax.barh(lane, end - start, left=start, height=0.6, color=f"C{lane}")
         ax.axvline(run["wall_s"], color="black", linewidth=1, linestyle="--")
@@ -308,7 +309,7 @@ def plot_timeline(timeline, title="Ordered pipeline: who did what, when"):
         0.0, -0.02, "producer: o produced, grey = waiting for room | main: line = in buffer, v = emitted | "
         "consumers: bar = working on item n", transform=ax.transAxes, va="top", fontsize=7, color="0.3",
     )
-    times, depths = zip(*timeline.depth) if timeline.depth else ((0,), (0,))
+    times, depths = zip(*timeline.depth, strict=True) if timeline.depth else ((0,), (0,))
     end = max([e.time for e in timeline.events] + [times[-1]])
     depth_ax.step(list(times) + [end], list(depths) + [depths[-1]], where="post", color="C3")
     depth_ax.fill_between(list(times) + [end], list(depths) + [depths[-1]], step="post", color="C3", alpha=0.2)

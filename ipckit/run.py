@@ -133,9 +133,7 @@ class Child:
     def close(self, failed=False):
         """Stop the child (terminate it at once when ``failed``: nobody waits for its result any more)."""
         self.result_pipe.close()
-        if failed and self.process.is_alive():
-            self.process.terminate()
-        stop(self.process)
+        stop(self.process, now=failed)
 
 
 def run_many(calls, start_method=None, timeout=DEFAULT_TIMEOUT):
@@ -161,12 +159,9 @@ def run_many(calls, start_method=None, timeout=DEFAULT_TIMEOUT):
         failed = False
         return results
     finally:
-        if failed:  # one child failed or time ran out: stop them all now, side by side
-            for child in children:
-                if child.process.is_alive():
-                    child.process.terminate()
+        stop([child.process for child in children], now=failed)  # side by side; at once if one failed
         for child in children:
-            child.close(failed)
+            child.close()
 
 
 def _results(children, timeout):
@@ -180,8 +175,8 @@ def _results(children, timeout):
             remaining = deadline - time.monotonic()
             ready = watch.ready(remaining) if remaining > 0 else []
             if not ready:
-                late = ", ".join(child.process.name for index, child in enumerate(children) if index not in results)
-                raise WorkerTimeout(late, timeout)
+                late = [child.process.name for index, child in enumerate(children) if index not in results]
+                raise WorkerTimeout(", ".join(late), timeout)
             for handle in ready:
                 index = owner[handle]
                 if index not in results:  # its pipe and its sentinel can both be ready

@@ -414,7 +414,9 @@ class SlotPool:
     # the owner's free list
     def _require_owner(self, what):
         if not self.owner:
-            raise PermissionError(f"only the process that made the pool can {what}; others use the slots they are given")
+            raise PermissionError(
+                f"only the process that made the pool can {what}; others use the slots they are given"
+            )
 
     @property
     def free_slots(self):

@@ -479,7 +479,7 @@ class Transport:
         return None
 
     def check_available(self, nbytes, start_method=None, hold=1):
-        """Raise ValueError or NotEnoughSharedMemory, saying why and what to do, if ``nbytes`` cannot go this way here."""
+        """Raise ValueError or NotEnoughSharedMemory, saying why and what to do, if ``nbytes`` cannot go this way."""
         problem = self._problem(nbytes, start_method, hold)
         if problem is not None:
             raise problem[1]
@@ -513,7 +513,7 @@ class Transport:
 
 class _PipePickle(Transport):
     name = "pipe_pickle"
-    summary = "Connection.send_bytes(pickle.dumps(array, protocol=5)): the whole array, pickled, into a pipe"
+    summary = "pickle.dumps(array, protocol=5) into a pipe, after its length: the whole array, pickled"
 
     def _open(self, capacity, ctx, hold=1):
         reader, writer = ctx.Pipe(duplex=False)

@@ -162,16 +162,19 @@ def _join_all(processes, seconds):
         process.join(max(0.0, deadline - time.monotonic()))
 
 
-def stop(processes, grace=STOP_GRACE):
+def stop(processes, grace=STOP_GRACE, now=False):
     """End ``processes`` (one, or several): let them leave by themselves within ``grace`` seconds in all,
     terminate those still alive, and kill those that outlive another ``grace``.
 
-    Processes never started are passed over; safe on every path, and twice.
+    ``now=True`` terminates at once, for children whose work nobody waits for
+    any more (another failed, or time ran out). Processes never started are
+    passed over; safe on every path, and twice.
     """
     if isinstance(processes, BaseProcess):
         processes = [processes]
     started = [process for process in processes if process.pid is not None]
-    _join_all(started, grace)
+    if not now:
+        _join_all(started, grace)
     alive = [process for process in started if process.is_alive()]
     for process in alive:
         process.terminate()
