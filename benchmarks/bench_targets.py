@@ -31,7 +31,7 @@ from ipckit.context import START_METHODS, resolve_start_method
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from recording import README, describe_machine, write_block  # noqa: E402  (a module beside this script)
 
-MiB = 2**20
+MiB = bench.MiB
 TARGETS = [  # (transport, size, compared with, at least this ratio)
     ("shared_memory", 64 * MiB, bench.MEMCPY, 0.8),
     ("pipe_bytes", 64 * MiB, "pipe_pickle", 2.0),

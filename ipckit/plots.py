@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 from . import bench
 from .transports import TRANSPORTS
 
-MiB = 2**20
+MiB = bench.MiB
 
 
 def _axes(ax, width=7, height=3.5):
