@@ -511,22 +511,27 @@ class Transport:
         raise NotImplementedError
 
 
-class _PipePickle(Transport):
+class _OnePipe(Transport):
+    """A transport that is one pipe, one way: ``ends`` are its sender's and its receiver's classes."""
+
+    ends = (None, None)
+
+    def _open(self, capacity, ctx, hold=1):
+        reader, writer = ctx.Pipe(duplex=False)
+        sender, receiver = self.ends
+        return Link(self, sender(writer), receiver(reader))
+
+
+class _PipePickle(_OnePipe):
     name = "pipe_pickle"
     summary = "pickle.dumps(array, protocol=5) into a pipe, after its length: the whole array, pickled"
-
-    def _open(self, capacity, ctx, hold=1):
-        reader, writer = ctx.Pipe(duplex=False)
-        return Link(self, _PicklePipeSender(writer), _PicklePipeReceiver(reader))
+    ends = (_PicklePipeSender, _PicklePipeReceiver)
 
 
-class _PipeBytes(Transport):
+class _PipeBytes(_OnePipe):
     name = "pipe_bytes"
     summary = "a small header, then the raw buffer written to the pipe and read straight into the new array"
-
-    def _open(self, capacity, ctx, hold=1):
-        reader, writer = ctx.Pipe(duplex=False)
-        return Link(self, _BytesPipeSender(writer), _BytesPipeReceiver(reader))
+    ends = (_BytesPipeSender, _BytesPipeReceiver)
 
 
 class _Queue(Transport):
