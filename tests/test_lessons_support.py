@@ -3,13 +3,13 @@ import pytest
 
 import ipckit
 from ipckit.lessons.checking import Wrong, exercise_check, learner_function, learner_module
-from ipckit.run import describe_exitcode
+from ipckit.errors import describe_exitcode
 
 
 def test_show_prints_the_source_with_where_to_import_it_from(capsys):
     ipckit.show(describe_exitcode)
     out = capsys.readouterr().out
-    assert out.startswith("# from ipckit.run import describe_exitcode\ndef describe_exitcode(")
+    assert out.startswith("# from ipckit.errors import describe_exitcode\ndef describe_exitcode(")
 
 
 def test_show_refuses_what_has_no_source():
