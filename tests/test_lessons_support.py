@@ -28,7 +28,11 @@ def _judge(value):
 
 @pytest.mark.parametrize(
     "value, verdict, printed",
-    [(42, True, "Right: 42 it is."), (None, False, "Not yet: fill in the blank"), (7, False, "Wrong: expected 42, got 7")],
+    [
+        (42, True, "Right: 42 it is."),
+        (None, False, "Not yet: fill in the blank"),
+        (7, False, "Wrong: expected 42, got 7"),
+    ],
 )
 def test_a_check_prints_one_verdict(value, verdict, printed, capsys):
     assert _judge(value) is verdict
