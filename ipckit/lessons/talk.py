@@ -18,7 +18,7 @@ import time
 
 import psutil
 
-from .checking import Wrong, call_in_thread, exercise_check
+from .checking import Wrong, call_in_thread, exercise_check, learner_raised
 
 PROGRAM = "ipckit.lessons.talk"  # run as python -m ipckit.lessons.talk
 
@@ -137,16 +137,10 @@ def check_talk(talk):
     requests = ["square 12", "upper line by line", "echo done"]
     expected = ["144", "LINE BY LINE", "done"]
     (outcome, wall_s, _), left = _run(talk, requests, 5, 15)
-    if outcome[0] == "raised":
-        exc = outcome[1]
-        if isinstance(exc, NotImplementedError):
-            raise exc
-        if isinstance(exc, TimeoutError):
-            raise Wrong(
-                f"talk({requests!r}, timeout=5) raised TimeoutError: {exc}. The child answers at once, so its "
-                "request never reached it: flush stdin after each line (or open it with bufsize=1)."
-            )
-        raise Wrong(f"talk({requests!r}, timeout=5) raised {type(exc).__name__}: {exc}")
+    learner_raised(outcome, f"talk({requests!r}, timeout=5)", lambda exc: (
+        f"talk({requests!r}, timeout=5) raised TimeoutError: {exc}. The child answers at once, so its "
+        "request never reached it: flush stdin after each line (or open it with bufsize=1)."
+    ))
     if outcome[1] != expected:
         raise Wrong(f"talk({requests!r}, timeout=5) returned {outcome[1]!r}; the child replied {expected!r}.")
     if left:
