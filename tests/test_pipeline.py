@@ -9,7 +9,8 @@ import numpy as np
 import psutil
 import pytest
 
-from ipckit import faults, plots, workloads
+from ipckit import plots
+from ipckit.lessons import faults, workloads
 from ipckit.pipeline import OrderedPipeline, WorkerDied, WorkerError
 from ipckit.run import RemoteTraceback
 

@@ -14,7 +14,8 @@ import numpy as np
 import psutil
 import pytest
 
-from ipckit import faults, pipeline, workloads
+from ipckit import pipeline
+from ipckit.lessons import faults, workloads
 from ipckit.pipeline import OrderedPipeline, WorkerTimeout
 
 MiB = 2**20
@@ -164,7 +165,7 @@ def test_a_pipeline_made_in_a_thread_that_ends_keeps_its_children(start_method):
 ORPHAN_SCRIPT = textwrap.dedent(
     """
     import functools, sys, threading, time
-    from ipckit import workloads
+    from ipckit.lessons import workloads
     from ipckit.pipeline import OrderedPipeline
 
     if __name__ == "__main__":
