@@ -65,8 +65,6 @@ import contextlib
 import csv
 import functools
 import os
-import re
-import resource
 import statistics
 import sys
 import time
@@ -79,14 +77,13 @@ from .child import LineChild
 from .context import START_METHODS, get_context, resolve_start_method
 from .dtypes import fingerprint
 from .run import Child, run_in_child
+from .sizes import UNITS, GiB, KiB, MiB, format_size, parse_size, parse_sizes  # noqa: F401  (part of the API)
 from .transports import TRANSPORTS, Transport, get_transport
 from .variants import copied_out as copied_out  # part of the measuring API: a like-for-like reader
 from .variants import corrupted as corrupted  # and checks that can fail
 from .variants import released_early as released_early
 from .watch import DEFAULT_TIMEOUT, receive
 
-KiB, MiB, GiB = 2**10, 2**20, 2**30
-UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KiB": KiB, "MiB": MiB, "GiB": GiB}
 DEFAULT_SIZES = (4 * KiB, MiB, 16 * MiB, 128 * MiB)
 DEFAULT_REPEAT = 5
 DEFAULT_WARMUP = 1
@@ -95,49 +92,7 @@ MEMCPY = "memcpy"
 CSV_COLUMNS = ("transport", "start_method", "nbytes", "repeat", "seconds_min", "seconds_median", "gb_per_s", "ok")
 IN_PROCESS = "in-process"  # the start method column of the memcpy row: no process is started
 
-# --- sizes and names -----------------------------------------------------------------------------
-
-_SIZE = re.compile(r"\s*(\d+)\s*([A-Za-z]*)\s*")
-
-
-def parse_size(text):
-    """Bytes in ``text``: ``"4KiB"`` -> 4096, ``"16MB"`` -> 16000000, ``"1000"`` -> 1000.
-
-    Units (case-insensitive): B, KB, MB, GB (powers of 1000), KiB, MiB, GiB
-    (powers of 1024). An int is returned as it is, once checked.
-    """
-    if isinstance(text, (int, np.integer)) and not isinstance(text, bool):
-        return check_count(int(text), "size")
-    if not isinstance(text, str):
-        raise TypeError(f"a size is a whole number of bytes or a string such as '16MiB', not {type(text).__name__}")
-    units = {unit.lower(): factor for unit, factor in UNITS.items()}
-    match = _SIZE.fullmatch(text)
-    if not match or match.group(2).lower() not in units | {"": 1}:
-        raise ValueError(
-            f"{text!r} is not a size: write a whole number with one of the units {', '.join(UNITS)} "
-            "(e.g. 4KiB, 16MiB, 1GB) or none for bytes"
-        )
-    nbytes = int(match.group(1)) * units.get(match.group(2).lower(), 1)
-    if nbytes < 1:
-        raise ValueError(f"{text!r} is not a size: an array needs at least 1 byte")
-    return nbytes
-
-
-def parse_sizes(text):
-    """A list of sizes from a comma-separated string (``"4KiB,1MiB"``) or an iterable of sizes."""
-    items = text.split(",") if isinstance(text, str) else list(text)
-    if not items or any(isinstance(item, str) and not item.strip() for item in items):
-        raise ValueError(f"{text!r} is not a list of sizes: separate them with commas, e.g. 4KiB,1MiB,16MiB")
-    return [parse_size(item) for item in items]
-
-
-def format_size(nbytes):
-    """``4096`` -> ``"4 KiB"``, ``1536 * 1024`` -> ``"1.5 MiB"``, ``1000`` -> ``"1000 B"``."""
-    for unit, factor in (("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):
-        if nbytes >= factor:
-            return f"{nbytes / factor:.4g} {unit}"
-    return f"{nbytes} B"
-
+# --- names -----------------------------------------------------------------------------
 
 def transport_names(transports=None):
     """The transports to measure: ``None`` or ``"all"`` for every one, else names (a list or ``"a,b"``).
@@ -402,6 +357,8 @@ FRESH, REUSED = "fresh block", "reused slot"
 
 
 def _minor_faults():
+    import resource  # POSIX only: imported where page faults are counted, so the module loads everywhere
+
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 

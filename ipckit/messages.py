@@ -12,7 +12,8 @@ from multiprocessing.connection import wait
 
 from .checks import check_timeout
 from .context import get_context
-from .run import WorkerDied, receive, stop_process
+from .errors import WorkerDied
+from .watch import receive, stop
 
 OPERATIONS = {
     "square": lambda x: x * x,
@@ -83,7 +84,7 @@ class PipeServer:
             except OSError:
                 pass  # the child is already gone
             self.conn.close()
-        stop_process(self.process)
+        stop([self.process])
         return self.process.exitcode
 
     def __enter__(self):

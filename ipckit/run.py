@@ -44,10 +44,8 @@ __all__ = [
     "run_in_child",
     "run_many",
     "signal_name",
-    "stop_process",
 ]
 
-stop_process = stop  # the older name, still imported by ipckit.messages
 
 PEER_GONE = (WorkerDied, BrokenPipeError, ConnectionResetError, EOFError)  # how a child's failure shows at a pipe
 

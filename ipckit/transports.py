@@ -56,9 +56,8 @@ from .context import START_METHODS, get_context, resolve_start_method
 from .dtypes import check_numeric_array, ctype_for
 from .errors import WorkerDied
 from .shm import NotEnoughSharedMemory
+from .sizes import MiB
 from .watch import DEFAULT_TIMEOUT, read_into, receive, write_all
-
-MiB = 2**20
 
 
 def _c_order(array):

@@ -5,9 +5,9 @@ import time
 
 import pytest
 
-from ipckit import faults
 from ipckit.checks import check_timeout
 from ipckit.context import get_context
+from ipckit.lessons import faults
 from ipckit.run import (
     Child,
     RemoteTraceback,

@@ -118,7 +118,7 @@ def test_two_slot_pools_in_64_mib_give_a_clear_error():
 TWO_PIPELINES = """
     import os, sys
     import numpy as np
-    from ipckit import workloads
+    from ipckit.lessons import workloads
     from ipckit.pipeline import OrderedPipeline
 
     method, nbytes, count = sys.argv[1], 8 * 2**20, 12
