@@ -12,7 +12,7 @@ one; every array checked after the clock stops), under the contract every
 transport keeps: an array ``recv()`` returned stays intact until the next
 ``recv()``. Also measured, to explain the shared-memory figure: one lone
 hand-off (``frames=1``), a copy into a fresh shared-memory block against one
-into a reused slot (``shm.fresh_vs_reused``) and the ``shared_memory_pool``
+into a reused slot (``bench.fresh_vs_reused``) and the ``shared_memory_pool``
 transport.
 
 Prints PASS or FAIL per target, rewrites the results block of the section
@@ -25,14 +25,13 @@ import os
 import statistics
 import sys
 
-
-from ipckit import bench, shm
+from ipckit import bench
 from ipckit.context import START_METHODS, resolve_start_method
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from recording import README, describe_machine, write_block  # noqa: E402  (a module beside this script)
 
-MiB = 2**20
+MiB = bench.MiB
 TARGETS = [  # (transport, size, compared with, at least this ratio)
     ("shared_memory", 64 * MiB, bench.MEMCPY, 0.8),
     ("pipe_bytes", 64 * MiB, "pipe_pickle", 2.0),
@@ -77,12 +76,12 @@ def run_targets(rounds, repeat, method, say=print):
 def run_diagnostics(method, repeat):
     """Where the time of a shared-memory hand-off goes, at 64 MiB."""
     nbytes = 64 * MiB
-    fresh = shm.fresh_vs_reused(nbytes, repeats=repeat)
+    fresh, reused = bench.fresh_vs_reused(nbytes, repeat)
     return {
         "memcpy": bench.memcpy(nbytes, repeat)["gb_per_s"],
-        "fresh_block": nbytes / fresh["fresh_s"] / 1e9,
-        "reused_slot": nbytes / fresh["reused_s"] / 1e9,
-        "fresh_faults": fresh["fresh_faults"],
+        "fresh_block": fresh["gb_per_s"],
+        "reused_slot": reused["gb_per_s"],
+        "fresh_faults": fresh["page_faults"],
         "shared_memory_pool": bench.hand_off(nbytes, "shared_memory_pool", method, repeat)["gb_per_s"],
         "lone_hand_off": bench.hand_off(nbytes, "shared_memory", method, repeat, frames=1)["gb_per_s"],
         "fresh_array": _fresh_array_speed(nbytes, repeat),

@@ -47,8 +47,8 @@ import time
 import psutil
 
 from ipckit import pipeline_speed as speed
-from ipckit import workloads
 from ipckit.context import resolve_start_method
+from ipckit.lessons import workloads
 from ipckit.pipeline import OrderedPipeline
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -224,7 +224,7 @@ def main(argv=None):
     ]
     verdicts = []
     for what, ours, theirs, needed in TARGETS:
-        ratios = [a / b for a, b in zip(rates[ours], rates[theirs])]
+        ratios = [a / b for a, b in zip(rates[ours], rates[theirs], strict=True)]
         ratio = statistics.median(ratios)
         verdict = "PASS" if ratio >= needed else "**FAIL**"
         verdicts.append(verdict)

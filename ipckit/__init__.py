@@ -1,10 +1,12 @@
-"""ipckit: the ways Python processes share data, as importable, spawn-safe workers.
+"""ipckit: the ways Python processes share data, as importable, spawn-safe workers and a small library.
 
-Submodules hold one idea each (state, messages, child, arrays, pipeline, bench,
-plots, widgets); import them directly, e.g. ``from ipckit import state``. What
-the lessons' children run lives in ``ipckit.lessons``. Only the start-method
-switch and ``show`` are imported here, so ``import ipckit`` stays cheap in
-every child process.
+Two layers: the library's submodules hold one idea each (context, errors,
+watch, run, child, messages, shm, dtypes, packing, transports, arrays,
+pipeline, sizes, bench, variants, plots, widgets); ``ipckit.lessons`` holds
+what the lessons' children run and the lessons' demos. Import submodules
+directly, e.g. ``from ipckit import pipeline``. Only the start-method switch
+and ``show`` are imported here, so ``import ipckit`` stays cheap in every child
+process. ARCHITECTURE.md draws the map.
 """
 from .context import (
     DEFAULT_START_METHOD,

@@ -10,8 +10,9 @@ import argparse
 import os
 import sys
 
-from . import arrays, bench
+from . import bench
 from .context import DEFAULT_START_METHOD, ENV_VAR, START_METHODS
+from .transports import TRANSPORTS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -76,7 +77,7 @@ def build_parser():
         ),
         epilog=(
             "Exit status: 0 if every received copy checked out, 1 if one did not or a measurement failed, "
-            f"2 for bad arguments. Transports: {', '.join(arrays.TRANSPORTS)}."
+            f"2 for bad arguments. Transports: {', '.join(TRANSPORTS)}."
         ),
     )
     run.add_argument(

@@ -1,4 +1,4 @@
-"""Measuring: every array transport against memcpy, small-message latency, start-up cost.
+"""Measuring, one API and one record: array transports against memcpy, latency, start-up, fresh pages.
 
 What a hand-off time includes (the same for every transport)
 -------------------------------------------------------------
@@ -50,30 +50,40 @@ record with a ``reason`` (a transport under a start method it cannot use,
 shared memory larger than the free space in ``/dev/shm``, ``rawarray_seq`` or
 ``manager`` above the size at which they would take minutes).
 
-Records are plain dicts. Hand-off records (:func:`hand_off`, :func:`memcpy`,
-:func:`measure`) hold ``transport, start_method, nbytes, repeat`` and either
-``frames, seconds_min, seconds_median, gb_per_s, ok, seconds`` or ``reason``;
-the CSV (:func:`write_csv`) and the charts in :mod:`ipckit.plots` use the same
-records. :func:`latency` and :func:`startup` return records with ``channel`` or
-``start_method`` and ``seconds_min, seconds_median``.
+One kind of record, plain dicts, from every function here. Each names what
+was measured (``transport, start_method, nbytes`` for a hand-off or memcpy;
+``channel, what, start_method`` for :func:`latency`; ``start_method`` for
+:func:`startup`; ``way, nbytes, pages, page_faults`` for
+:func:`fresh_vs_reused`) and holds ``repeat``, ``seconds_min``,
+``seconds_median`` and, where bytes moved, ``gb_per_s`` (from the median),
+``ok`` (every copy checked out) and ``seconds`` (every timed repeat). A
+combination that was not measured holds ``reason`` instead of the timings. The
+CSV (:func:`write_csv`), the text tables, the charts in :mod:`ipckit.plots`,
+the widgets, the CLI and ``benchmarks/`` all read these records.
 """
 import contextlib
 import csv
-import re
+import functools
+import os
 import statistics
 import sys
 import time
 
 import numpy as np
 
-from . import arrays, faults, messages
+from . import messages, shm
 from .checks import check_count, check_timeout
 from .child import LineChild
 from .context import START_METHODS, get_context, resolve_start_method
-from .run import DEFAULT_TIMEOUT, run_in_child, stop_process
+from .dtypes import fingerprint
+from .run import Child, run_in_child
+from .sizes import UNITS, GiB, KiB, MiB, format_size, parse_size, parse_sizes  # noqa: F401  (part of the API)
+from .transports import TRANSPORTS, Transport, get_transport
+from .variants import copied_out as copied_out  # part of the measuring API: a like-for-like reader
+from .variants import corrupted as corrupted  # and checks that can fail
+from .variants import released_early as released_early
+from .watch import DEFAULT_TIMEOUT, receive
 
-KiB, MiB, GiB = 2**10, 2**20, 2**30
-UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KiB": KiB, "MiB": MiB, "GiB": GiB}
 DEFAULT_SIZES = (4 * KiB, MiB, 16 * MiB, 128 * MiB)
 DEFAULT_REPEAT = 5
 DEFAULT_WARMUP = 1
@@ -82,49 +92,7 @@ MEMCPY = "memcpy"
 CSV_COLUMNS = ("transport", "start_method", "nbytes", "repeat", "seconds_min", "seconds_median", "gb_per_s", "ok")
 IN_PROCESS = "in-process"  # the start method column of the memcpy row: no process is started
 
-# --- sizes and names -----------------------------------------------------------------------------
-
-_SIZE = re.compile(r"\s*(\d+)\s*([A-Za-z]*)\s*")
-
-
-def parse_size(text):
-    """Bytes in ``text``: ``"4KiB"`` -> 4096, ``"16MB"`` -> 16000000, ``"1000"`` -> 1000.
-
-    Units (case-insensitive): B, KB, MB, GB (powers of 1000), KiB, MiB, GiB
-    (powers of 1024). An int is returned as it is, once checked.
-    """
-    if isinstance(text, (int, np.integer)) and not isinstance(text, bool):
-        return check_count(int(text), "size")
-    if not isinstance(text, str):
-        raise TypeError(f"a size is a whole number of bytes or a string such as '16MiB', not {type(text).__name__}")
-    units = {unit.lower(): factor for unit, factor in UNITS.items()}
-    match = _SIZE.fullmatch(text)
-    if not match or match.group(2).lower() not in units | {"": 1}:
-        raise ValueError(
-            f"{text!r} is not a size: write a whole number with one of the units {', '.join(UNITS)} "
-            "(e.g. 4KiB, 16MiB, 1GB) or none for bytes"
-        )
-    nbytes = int(match.group(1)) * units.get(match.group(2).lower(), 1)
-    if nbytes < 1:
-        raise ValueError(f"{text!r} is not a size: an array needs at least 1 byte")
-    return nbytes
-
-
-def parse_sizes(text):
-    """A list of sizes from a comma-separated string (``"4KiB,1MiB"``) or an iterable of sizes."""
-    items = text.split(",") if isinstance(text, str) else list(text)
-    if not items or any(isinstance(item, str) and not item.strip() for item in items):
-        raise ValueError(f"{text!r} is not a list of sizes: separate them with commas, e.g. 4KiB,1MiB,16MiB")
-    return [parse_size(item) for item in items]
-
-
-def format_size(nbytes):
-    """``4096`` -> ``"4 KiB"``, ``1536 * 1024`` -> ``"1.5 MiB"``, ``1000`` -> ``"1000 B"``."""
-    for unit, factor in (("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):
-        if nbytes >= factor:
-            return f"{nbytes / factor:.4g} {unit}"
-    return f"{nbytes} B"
-
+# --- names -----------------------------------------------------------------------------
 
 def transport_names(transports=None):
     """The transports to measure: ``None`` or ``"all"`` for every one, else names (a list or ``"a,b"``).
@@ -133,7 +101,7 @@ def transport_names(transports=None):
     (e.g. from :func:`corrupted`) pass through. ValueError lists the valid names.
     """
     if transports is None or transports == "all":
-        return list(arrays.TRANSPORTS)
+        return list(TRANSPORTS)
     items = transports.split(",") if isinstance(transports, str) else list(transports)
     chosen, memcpy_only = [], False
     for item in items:
@@ -142,14 +110,14 @@ def transport_names(transports=None):
             if item == MEMCPY:
                 memcpy_only = True
                 continue
-            if item not in arrays.TRANSPORTS:
-                raise ValueError(f"unknown transport {item!r}; choose all or any of: {', '.join(arrays.TRANSPORTS)}")
-        elif not isinstance(item, arrays.Transport):
+            if item not in TRANSPORTS:
+                raise ValueError(f"unknown transport {item!r}; choose all or any of: {', '.join(TRANSPORTS)}")
+        elif not isinstance(item, Transport):
             raise TypeError(f"a transport is a name such as 'pipe_bytes' or a Transport, not {type(item).__name__}")
         if item not in chosen:
             chosen.append(item)
     if not chosen and not memcpy_only:
-        raise ValueError(f"no transport named; choose all or any of: {', '.join(arrays.TRANSPORTS)}")
+        raise ValueError(f"no transport named; choose all or any of: {', '.join(TRANSPORTS)}")
     return chosen
 
 
@@ -161,10 +129,16 @@ def sample_array(nbytes):
     return (np.arange(nbytes) % 251).astype(np.uint8)
 
 
-# --- timing --------------------------------------------------------------------------------------
+# --- records and timing --------------------------------------------------------------------------
+
+
+def _runs(repeat, warmup, frames=1):
+    """``repeat``, ``warmup`` and ``frames``, checked: at least 1, 0 and 1."""
+    return check_count(repeat, "repeat"), check_count(warmup, "warmup", minimum=0), check_count(frames, "frames")
 
 
 def _summary(seconds, nbytes=None):
+    """The timing fields every record has: ``repeat, seconds_min, seconds_median``, and ``gb_per_s`` for ``nbytes``."""
     record = {
         "repeat": len(seconds),
         "seconds_min": min(seconds),
@@ -196,17 +170,103 @@ def time_calls(call, repeat, warmup, check=None):
 def memcpy(nbytes, repeat=DEFAULT_REPEAT, warmup=DEFAULT_WARMUP):
     """The reference row: ``numpy.copyto`` of the test array into a destination touched beforehand."""
     nbytes = check_count(nbytes, "nbytes")
-    repeat = check_count(repeat, "repeat")
-    warmup = check_count(warmup, "warmup", minimum=0)
+    repeat, warmup, _ = _runs(repeat, warmup)
     source = sample_array(nbytes)
     target = np.empty_like(source)
     target[...] = 0  # touch every page now, so no page fault is timed
-    expected = arrays.fingerprint(source)
+    expected = fingerprint(source)
     seconds, ok = time_calls(
-        lambda: np.copyto(target, source), repeat, warmup, check=lambda: arrays.fingerprint(target) == expected
+        lambda: np.copyto(target, source), repeat, warmup, check=lambda: fingerprint(target) == expected
     )
     return {"transport": MEMCPY, "start_method": IN_PROCESS, "nbytes": nbytes, "frames": 1,
             **_summary(seconds, nbytes), "ok": ok, "seconds": seconds}
+
+
+# --- hand-offs: bursts streamed to a child that holds every array ---------------------------------
+
+STAMP_EVERY = 64 * 1024  # bytes between two stamps of an array's number in its burst
+
+
+def _timed_receiver(receiver, report, bursts, frames, timeout):
+    """Child: receive ``bursts`` bursts of ``frames`` arrays, holding every array of a burst.
+
+    Reports when the burst's last array arrived (the clock stops there), then
+    the fingerprint of every array of the burst, computed afterwards, then
+    releases them and waits for the next burst.
+    """
+    try:
+        for _ in range(bursts):
+            held = [receiver.recv(timeout) for _ in range(frames)]
+            report.send(time.perf_counter())
+            report.send([fingerprint(array) for array in held])  # checked outside the timed interval
+            del held
+            receiver.release()
+        return bursts
+    finally:
+        receiver.close()
+        report.close()
+
+
+def _stamped(array, frames):
+    """What to send: ``array`` itself for one frame; else a C-ordered copy and a way to stamp frame k into it.
+
+    The stamp (the frame's number in the first byte of every 64 KiB) makes every
+    array of a burst differ from the others, so an array overwritten by a later
+    one while the reader holds it cannot pass the check. Stamping is inside the
+    timed interval (the sender makes its next array), so it is kept sparse: for
+    64 MiB, 1,024 bytes to write against a 64 MiB copy.
+    """
+    if frames == 1:
+        return array, lambda k: None
+    source = np.array(array, order="C", copy=True)
+    stamps = source.reshape(-1).view(np.uint8)[::STAMP_EVERY]
+
+    def stamp(k):
+        stamps[...] = k % 256
+
+    return source, stamp
+
+
+def _time_bursts(array, transport, method, repeat, warmup, timeout, frames):
+    """Seconds per array of each timed burst of ``frames`` arrays, and whether every array held checked out.
+
+    One child receives every burst (``fork_global``: one child per burst, as
+    its data travels by the fork). ``time.perf_counter`` is the same monotonic
+    clock in every process on Linux, so the child's arrival time ends an
+    interval that began here.
+    """
+    source, stamp = _stamped(array, frames)
+    expected = []
+    for k in range(frames):
+        stamp(k)
+        expected.append(fingerprint(source))
+    seconds, ok = [], True
+    total = warmup + repeat
+    for bursts in [1] * total if transport.send_before_start else [total]:
+        with transport.open(source.nbytes, method, hold=frames) as link:
+            arrivals, report = get_context(method).Pipe(duplex=False)
+            try:
+                if transport.send_before_start:
+                    start = time.perf_counter()
+                    link.sender.send(source, timeout)
+                args = (link.receiver, report, bursts, frames, timeout)
+                with Child(_timed_receiver, args, start_method=method, name=f"receive:{transport.name}") as child:
+                    link.receiver.close()
+                    report.close()
+                    for _ in range(bursts):
+                        if not transport.send_before_start:
+                            start = time.perf_counter()
+                            for k in range(frames):
+                                stamp(k)
+                                link.sender.send(source, timeout, peer=child.process)
+                        arrived = receive(arrivals, child.process, timeout, "arrival time")
+                        seconds.append((arrived - start) / frames)
+                        ok &= receive(arrivals, child.process, timeout, "fingerprints") == expected
+                    child.result(timeout)
+            finally:
+                arrivals.close()
+                report.close()
+    return seconds[warmup:], ok
 
 
 def hand_off(nbytes, transport, start_method=None, repeat=DEFAULT_REPEAT, warmup=DEFAULT_WARMUP,
@@ -215,23 +275,21 @@ def hand_off(nbytes, transport, start_method=None, repeat=DEFAULT_REPEAT, warmup
 
     Returns a record (see the module docstring), with a ``reason`` instead of
     timings when the combination cannot or should not run here. Bad arguments
-    raise here, before any process starts.
+    raise here, before any process starts. ``timeout`` limits each wait (for
+    room to send, for an arrival), never the whole measurement.
     """
-    transport = arrays.get_transport(transport)
+    transport = get_transport(transport)
     nbytes = check_count(nbytes, "nbytes")
     method = resolve_start_method(start_method)
-    repeat = check_count(repeat, "repeat")
-    warmup = check_count(warmup, "warmup", minimum=0)
-    frames = check_count(frames, "frames")
+    repeat, warmup, frames = _runs(repeat, warmup, frames)
     check_timeout(timeout)
+    frames = 1 if transport.send_before_start else frames
     record = {"transport": transport.name, "start_method": method, "nbytes": nbytes, "repeat": repeat}
     reason = transport.unavailable_reason(nbytes, method, hold=frames)
     if reason:
         return {**record, "reason": reason}
-    timed = arrays.hand_off_times(sample_array(nbytes), transport, method, repeat, timeout, warmup=warmup,
-                                  frames=frames)
-    return {**record, "frames": timed["frames"], **_summary(timed["seconds"], nbytes), "ok": timed["intact"],
-            "seconds": timed["seconds"]}
+    seconds, ok = _time_bursts(sample_array(nbytes), transport, method, repeat, warmup, timeout, frames)
+    return {**record, "frames": frames, **_summary(seconds, nbytes), "ok": ok, "seconds": seconds}
 
 
 class _NoBar:
@@ -267,9 +325,7 @@ def measure(sizes=DEFAULT_SIZES, transports=None, start_method=None, repeat=DEFA
     sizes = parse_sizes(sizes)
     names = transport_names(transports)
     method = resolve_start_method(start_method)
-    repeat = check_count(repeat, "repeat")
-    warmup = check_count(warmup, "warmup", minimum=0)
-    frames = check_count(frames, "frames")
+    repeat, warmup, frames = _runs(repeat, warmup, frames)
     check_timeout(timeout)
     steps = [(size, name) for size in sizes for name in [MEMCPY] + names]
     records = []
@@ -285,21 +341,6 @@ def measure(sizes=DEFAULT_SIZES, transports=None, start_method=None, repeat=DEFA
     return records
 
 
-def short_reason(record):
-    """The first clause of why a record was skipped, without the transport's name in front.
-
-    Takes bench records (``reason``) and :func:`ipckit.arrays.compare_transports`'
-    (``skipped``); returns None for a measured record.
-    """
-    reason = record.get("reason") or record.get("skipped")
-    if not reason:
-        return None
-    for prefix in (f"transport {record['transport']!r}: ", f"transport {record['transport']!r} "):
-        if reason.startswith(prefix):
-            reason = reason[len(prefix):]
-    return reason.split(":")[0]
-
-
 def all_ok(records):
     """True when every measured record's received copies checked out (skipped records do not count)."""
     return all(record["ok"] for record in records if "ok" in record)
@@ -310,96 +351,70 @@ def speeds(records):
     return {r["transport"]: r["gb_per_s"] for r in records if "gb_per_s" in r}
 
 
-# --- checks that can fail ---------------------------------------------------------------------------
+# --- fresh shared memory against a reused slot ------------------------------------------------------
+
+FRESH, REUSED = "fresh block", "reused slot"
 
 
-class _WrappedEnd:
-    """A receiving end around another one."""
+def _minor_faults():
+    import resource  # POSIX only: imported where page faults are counted, so the module loads everywhere
 
-    def __init__(self, end):
-        self._end = end
-
-    def release(self):
-        self._end.release()
-
-    def close(self):
-        self._end.close()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
-class _FlipOneBit(_WrappedEnd):
-    """A receiving end that flips the lowest bit of the first byte of every array it returns."""
+def _counting_faults(call, faults):
+    """``call``, wrapped so that each call appends the minor page faults it took to ``faults``."""
 
-    def recv(self, timeout=DEFAULT_TIMEOUT, peer=None):
-        array = np.ascontiguousarray(self._end.recv(timeout, peer))
-        if not array.flags.writeable:
-            array = array.copy()
-        if array.nbytes:
-            array.reshape(-1).view(np.uint8)[0] ^= 1
-        return array
+    def counted():
+        before = _minor_faults()
+        call()
+        faults.append(_minor_faults() - before)
 
-
-class _ReleaseInsideRecv(_WrappedEnd):
-    """A receiving end that gives each array's memory back inside recv(), before the caller has read it."""
-
-    def recv(self, timeout=DEFAULT_TIMEOUT, peer=None):
-        array = self._end.recv(timeout, peer)
-        self._end.release()  # too early: the sender may now write over the array the caller is about to read
-        return array
-
-    def release(self):
-        pass
+    return counted
 
 
-class _Wrapped(arrays.Transport):
-    """``inner`` with its receiving end wrapped; ``hold_one`` ignores the receiver's ``hold`` (one array)."""
+def fresh_vs_reused(nbytes=8 * MiB, repeat=DEFAULT_REPEAT, warmup=DEFAULT_WARMUP):
+    """Copy a float64 array into shared memory: into a new block each time, then into one reused slot.
 
-    def __init__(self, inner, suffix, what, end, hold_one=False):
-        self.inner, self._end, self._hold_one = inner, end, hold_one
-        self.name = f"{inner.name} ({suffix})"
-        self.summary = f"{inner.summary}; {what}"
-        self.start_methods = inner.start_methods
-        self.send_before_start = inner.send_before_start
-        self.in_place = inner.in_place
-        self.practical_limit = inner.practical_limit
-
-    def shm_bytes(self, nbytes, hold=1):
-        return self.inner.shm_bytes(nbytes, 1 if self._hold_one else hold)
-
-    def _open(self, capacity, ctx, hold=1):
-        link = self.inner._open(capacity, ctx, 1 if self._hold_one else hold)
-        link.receiver = self._end(link.receiver)
-        return link
-
-
-def corrupted(transport):
-    """``transport`` with a receiver that damages every array (one bit): measured, it must report ``ok=False``."""
-    return _Wrapped(arrays.get_transport(transport), "corrupted", "the receiver then flips one bit", _FlipOneBit)
-
-
-class _CopyOut(_WrappedEnd):
-    """A receiving end that returns a copy of every array: one the reader owns, as the copying transports give."""
-
-    def recv(self, timeout=DEFAULT_TIMEOUT, peer=None):
-        return self._end.recv(timeout, peer).copy()
-
-
-def copied_out(transport="shared_memory"):
-    """``transport`` with a reader that copies each array it receives: an in-place transport compared like with like."""
-    wrapped = _Wrapped(arrays.get_transport(transport), "copied out", "the reader copies each array", _CopyOut)
-    wrapped.in_place = False  # what recv() returns is the reader's own
-    return wrapped
-
-
-def released_early(transport="shared_memory"):
-    """``transport`` made safe only in lock-step: its receiver releases each array inside ``recv()``.
-
-    For an in-place transport the sender may then write the next arrays over
-    one the reader still holds: streamed, the check must report ``ok=False``;
-    sent one at a time and waited for, it would pass.
+    Returns two records, ``way`` "fresh block" then "reused slot": the timing
+    fields of every record (``gb_per_s`` from the median), ``ok`` (the block
+    held the array, checked after the clock), ``pages`` and ``page_faults``
+    (the median per copy). Runs in this process: the cost is about new pages,
+    not about processes. A fresh block's time includes making it
+    (``shm.create``, which reserves its pages); closing it is not timed.
     """
-    return _Wrapped(arrays.get_transport(transport), "released early",
-                    "the receiver releases each array inside recv(), before it is read", _ReleaseInsideRecv,
-                    hold_one=True)
+    nbytes = check_count(nbytes, "nbytes", minimum=8)
+    repeat, warmup, _ = _runs(repeat, warmup)
+    source = np.arange(nbytes // 8, dtype=np.float64)
+    expected, pages = fingerprint(source), -(-source.nbytes // shm.PAGE)
+
+    def measured(way, call, check):
+        faults = []
+        seconds, ok = time_calls(_counting_faults(call, faults), repeat, warmup, check)
+        return {"way": way, "nbytes": source.nbytes, "pages": pages, **_summary(seconds, source.nbytes), "ok": ok,
+                "seconds": seconds, "page_faults": int(statistics.median(faults[warmup:]))}
+
+    blocks = []  # the fresh block of the last copy, closed by its check, outside the clock
+
+    def copy_into_a_fresh_block():
+        blocks.append(shm.create(source.nbytes))
+        blocks[-1].write(source)
+
+    try:
+        records = [measured(FRESH, copy_into_a_fresh_block, lambda: _holds(blocks.pop(), expected))]
+    finally:
+        for block in blocks:
+            block.close()
+    with shm.SlotPool(1, source.nbytes) as pool:  # made after the fresh blocks are gone: a small /dev/shm holds one
+        ref = pool.ref(0, source.shape, source.dtype)
+        records.append(measured(REUSED, lambda: pool.write(0, source), lambda: fingerprint(pool.read(ref)) == expected))
+    return records
+
+
+def _holds(block, expected):
+    """Whether ``block`` holds the array ``expected`` fingerprints, at its start; then close it."""
+    with block:
+        return fingerprint(block.read(block.ref(expected.shape, expected.dtype))) == expected
 
 
 # --- latency: small messages there and back ---------------------------------------------------------
@@ -426,13 +441,12 @@ def _echo_queue(requests, replies, timeout):
 def _queue_round_trip(method, timeout):
     ctx = get_context(method)
     requests, replies = ctx.Queue(), ctx.Queue()
-    echo = ctx.Process(target=_echo_queue, args=(requests, replies, timeout), name="queue-echo")
-    echo.start()
     try:
-        yield lambda: (requests.put(1), replies.get(timeout=timeout))
+        with Child(_echo_queue, (requests, replies, timeout), start_method=method, name="queue-echo") as echo:
+            yield lambda: (requests.put(1), replies.get(timeout=timeout))
+            requests.put(STOP)
+            echo.result(timeout)
     finally:
-        requests.put(STOP)
-        stop_process(echo)
         for queue in (requests, replies):
             queue.close()
             queue.join_thread()
@@ -478,8 +492,7 @@ def latency(channels=None, start_method=None, repeat=200, warmup=20, timeout=DEF
         if name not in CHANNELS:
             raise ValueError(f"unknown channel {name!r}; choose any of: {', '.join(CHANNELS)}")
     method = resolve_start_method(start_method)
-    repeat = check_count(repeat, "repeat")
-    warmup = check_count(warmup, "warmup", minimum=0)
+    repeat, warmup, _ = _runs(repeat, warmup)
     check_timeout(timeout)
     records = []
     with _progress(progress, len(names), "round trips") as bar:
@@ -496,13 +509,11 @@ def latency(channels=None, start_method=None, repeat=200, warmup=20, timeout=DEF
 def startup(start_methods=None, repeat=5, warmup=1, timeout=DEFAULT_TIMEOUT):
     """Seconds to start a child, run a function that returns at once, and have its result back, per start method."""
     methods = [resolve_start_method(m) for m in (start_methods or START_METHODS)]
-    repeat = check_count(repeat, "repeat")
-    warmup = check_count(warmup, "warmup", minimum=0)
+    repeat, warmup, _ = _runs(repeat, warmup)
     records = []
     for method in methods:
-        seconds, _ = time_calls(
-            lambda: run_in_child(faults.nap, start_method=method, timeout=timeout), repeat, warmup
-        )
+        start_one = functools.partial(run_in_child, os.getpid, start_method=method, timeout=timeout)  # returns at once
+        seconds, _ = time_calls(start_one, repeat, warmup)
         records.append({"start_method": method, **_summary(seconds)})
     return records
 
@@ -521,7 +532,8 @@ def _format_seconds(seconds):
 def table(records):
     """The hand-off records as a text table: one block per size, fastest first, skipped ones last with their reason."""
     width = max([19] + [len(r["transport"]) for r in records])
-    lines = [f"{'size':>9}  {'transport':<{width}} {'start':<10} {'min':>9} {'median':>9} {'GB/s':>8} {'x memcpy':>8}  ok"]
+    lines = [f"{'size':>9}  {'transport':<{width}} {'start':<10} {'min':>9} {'median':>9} {'GB/s':>8} "
+             f"{'x memcpy':>8}  ok"]
     for size in dict.fromkeys(r["nbytes"] for r in records):
         block = [r for r in records if r["nbytes"] == size]
         limit = next((r["gb_per_s"] for r in block if r["transport"] == MEMCPY), None)
@@ -535,16 +547,18 @@ def table(records):
             )
         for r in block:
             if "reason" in r:
-                lines.append(f"{format_size(size):>9}  {r['transport']:<{width}} {r['start_method']:<10} skipped: {short_reason(r)}")
+                lines.append(f"{format_size(size):>9}  {r['transport']:<{width}} {r['start_method']:<10} "
+                             f"skipped: {r['reason']}")
     frames = sorted({r["frames"] for r in records if "frames" in r and r["transport"] not in (MEMCPY, "fork_global")})
     if frames:
         burst = " or ".join(str(n) for n in frames)
         lines.append(f"Times per array, from bursts of {burst} sent without waiting, the reader holding each one.")
     lines.append("GB/s from the median; ok: every array received had the CRC-32 of the one sent.")
     if any(r["transport"] == "fork_global" and "reason" not in r for r in records):
-        lines.append("fork_global: the time to fork a child that can read the array in place (it grows with the parent's memory).")
-    in_place = [r["transport"] for r in records if r["transport"] in arrays.TRANSPORTS and "reason" not in r
-                and arrays.TRANSPORTS[r["transport"]].in_place]
+        lines.append("fork_global: the time to fork a child that can read the array in place "
+                     "(it grows with the parent's memory).")
+    in_place = [r["transport"] for r in records if r["transport"] in TRANSPORTS and "reason" not in r
+                and TRANSPORTS[r["transport"]].in_place]
     for name in dict.fromkeys(in_place):
         lines.append(f"{name}: read in place, no copy by the reader; the others hand over an array the reader owns.")
     return "\n".join(lines)

@@ -1,14 +1,11 @@
-"""A long-running child program spoken to over stdin/stdout, and the parent's side of that talk.
+"""A long-running child program spoken to line by line over stdin/stdout, never hanging the parent.
 
-Run as ``python -m ipckit.child``: it reads one request per line on stdin and
-writes one reply per line on stdout, flushing each, so a parent can talk to it
-in real time. Requests: ``square N``, ``upper TEXT``, ``echo TEXT``,
-``sleep SECONDS``, ``exit CODE``, ``crash``, and ``hold-stdout SECONDS``
-(start a program of its own that keeps this child's stdout open for SECONDS,
-as a shell's background job does). End of input ends it with code 0.
-
-In the parent, :class:`LineChild` talks to it with timeouts (lesson 05 writes
-the same talk with ``subprocess.Popen`` in its cells; lesson 09 times it).
+:class:`LineChild` starts a program with ``subprocess.Popen`` and reads its
+replies with a timeout (a reader thread feeds a queue), and its ``close`` stops
+the program together with whatever it started that still holds its stdout. By
+default it runs the kit's line program, ``python -m ipckit.lessons.talk``
+(lesson 05's child; lesson 05 writes the same talk with ``Popen`` in its cells,
+and ``bench`` times a round trip through it).
 """
 import os
 import queue
@@ -21,45 +18,7 @@ import time
 
 from .checks import check_timeout
 
-CHILD_COMMAND = (sys.executable, "-m", "ipckit.child")
-
-
-# --- the child program ----------------------------------------------------------------
-
-
-def answer(line):
-    """The reply to one request line (the child's whole logic)."""
-    command, _, argument = line.strip().partition(" ")
-    if command == "square":
-        return str(int(argument) ** 2)
-    if command == "upper":
-        return argument.upper()
-    if command == "echo":
-        return argument
-    if command == "sleep":
-        time.sleep(float(argument))
-        return "awake"
-    if command == "exit":
-        sys.stdout.flush()
-        sys.exit(int(argument))
-    if command == "crash":
-        raise RuntimeError("crash requested")
-    if command == "hold-stdout":
-        holder = subprocess.Popen(  # inherits this child's stdout, and keeps it open after this child exits
-            [sys.executable, "-c", f"import time; time.sleep({float(argument)})"], stdin=subprocess.DEVNULL
-        )
-        return f"holder {holder.pid}"
-    return f"error: unknown request {command!r}"
-
-
-def serve(stdin=sys.stdin, stdout=sys.stdout):
-    """Answer each request line with one reply line, until the end of input."""
-    for line in stdin:
-        stdout.write(answer(line) + "\n")
-        stdout.flush()  # without this the reply waits in a buffer and the parent waits for ever
-
-
-# --- the parent's side ----------------------------------------------------------------
+CHILD_COMMAND = (sys.executable, "-m", "ipckit.lessons.talk")  # the line program lesson 05 talks to
 
 
 def _start(command, **popen_options):
@@ -72,12 +31,9 @@ def _start(command, **popen_options):
         ) from None
 
 
-_HAS_GROUPS = hasattr(os, "killpg")  # POSIX: a child in a session of its own can be stopped with all it started
-_KILLED = (
-    "killed its whole process group"
-    if _HAS_GROUPS
-    else "killed the child (this platform has no process groups, so what it started may still run)"
-)
+# POSIX: a child in a session of its own can be stopped together with all it started. Elsewhere
+# (Windows) the child runs in the parent's group and close() can kill only the child itself.
+_HAS_GROUPS = hasattr(os, "killpg")
 
 
 def _pump(stream, lines):
@@ -100,13 +56,14 @@ class LineChild:
     process group) of its own, so that ``close`` can stop it together with
     anything it started that still holds its stdout. (A terminal's Ctrl-C
     therefore does not reach it; it exits when its stdin closes, as the parent
-    exits.)
+    exits.) Where there are no process groups (Windows), ``close`` can stop
+    only the child, and its ``TimeoutError`` says so.
     """
 
     def __init__(self, command=CHILD_COMMAND, timeout=10.0):
         check_timeout(timeout)
         if isinstance(command, str) or not command:
-            raise TypeError("command must be a non-empty list such as [sys.executable, '-m', 'ipckit.child']")
+            raise TypeError("command must be a non-empty list such as [sys.executable, '-m', 'ipckit.lessons.talk']")
         self.timeout = timeout
         self.process = _start(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=1, start_new_session=_HAS_GROUPS
@@ -176,7 +133,12 @@ class LineChild:
         if not self._reader.is_alive():  # closing a stream another thread still reads would block until it ends
             self.process.stdout.close()
         if stuck:
-            raise TimeoutError(f"{stuck}; {_KILLED}")
+            killed = (
+                "killed its whole process group"
+                if _HAS_GROUPS
+                else f"killed the child only: {sys.platform} has no process groups, so what it started may still run"
+            )
+            raise TimeoutError(f"{stuck}; {killed}")
         return self.process.returncode
 
     def _kill_group(self):
@@ -199,6 +161,3 @@ class LineChild:
             if exc_type is None:  # never hide the error that is already on its way out of the with block
                 raise
 
-
-if __name__ == "__main__":
-    serve()

@@ -73,7 +73,7 @@ def require_importable(func, start_method=None, role="worker"):
     name = getattr(inner, "__qualname__", repr(inner))
     module = getattr(inner, "__module__", None)
     hint = (
-        "Workers must live in an importable module (a .py file such as ipckit/state.py "
+        "Workers must live in an importable module (a .py file such as ipckit/lessons/start.py "
         "or your own mymodule.py) because under the "
         f"{method!r} start method the child imports them again by module and name."
     )

@@ -1,15 +1,19 @@
 """A child process that answers requests over a two-way Pipe, without ever hanging the caller.
 
-:class:`PipeServer` is what the round-trip measurements of :mod:`ipckit.bench`
-talk to. Lesson 04 builds the same server from the standard library in its
-cells (its workers are in :mod:`ipckit.lessons.pipes`).
+:class:`PipeServer` is library, like :class:`ipckit.child.LineChild`: it runs a
+child and watches it (every reply awaited with a timeout and the child's
+sentinel; the child gives up when its parent dies). The round-trip
+measurements of :mod:`ipckit.bench` talk to it. Lesson 04 builds its own server
+from the standard library in its cells, with the workers of
+:mod:`ipckit.lessons.pipes`.
 """
 from multiprocessing import parent_process
 from multiprocessing.connection import wait
 
 from .checks import check_timeout
 from .context import get_context
-from .run import WorkerDied, receive, stop_process
+from .errors import WorkerDied
+from .watch import receive, stop
 
 OPERATIONS = {
     "square": lambda x: x * x,
@@ -80,7 +84,7 @@ class PipeServer:
             except OSError:
                 pass  # the child is already gone
             self.conn.close()
-        stop_process(self.process)
+        stop([self.process])
         return self.process.exitcode
 
     def __enter__(self):

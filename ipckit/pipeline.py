@@ -109,10 +109,10 @@ from collections import deque, namedtuple
 
 from .checks import check_count, check_timeout
 from .context import get_context, require_importable, resolve_start_method
+from .errors import WorkerDied, WorkerError, WorkerTimeout, add_note
 from .pipeline_children import _LIVE, HOLD_RESULTS_AT_MOST, SHARED_MEMORY_THRESHOLD, end_lifeline, new_lifeline
 from .pipeline_dispatch import CLOSED, FAILED, LENT_AT_MOST, RESULT, dispatch
 from .pipeline_wire import IN_SLOT, LIST, MAX_CHUNKSIZE
-from .run import WorkerDied, WorkerError, WorkerTimeout, add_note
 
 __all__ = [
     "HOLD_RESULTS_AT_MOST",

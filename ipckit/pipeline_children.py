@@ -27,6 +27,7 @@ from multiprocessing.connection import Connection
 
 import numpy as np
 
+from .errors import error_record
 from .pipeline_wire import (
     BATCH,
     BIG_PICKLED,
@@ -47,7 +48,6 @@ from .pipeline_wire import (
     frame,
     write_all,
 )
-from .run import error_record
 from .shm import ArrayRef
 
 SHARED_MEMORY_THRESHOLD = 64 * 1024  # bytes; smaller arrays are cheaper to pickle

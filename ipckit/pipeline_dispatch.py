@@ -21,6 +21,7 @@ import select
 import time
 from collections import deque
 
+from .errors import WorkerDied, WorkerTimeout, child_error
 from .pipeline_wire import (
     BATCH,
     BIG_PICKLED,
@@ -38,7 +39,6 @@ from .pipeline_wire import (
     frame,
 )
 from .pipeline_wire import RESULT as RESULT_FRAME
-from .run import WorkerDied, WorkerTimeout, child_error
 from .shm import NotEnoughSharedMemory, SlotPool
 
 RESULT, END, FAILED, CLOSED = "result", "end", "failed", "closed"  # kinds of what the caller's loop receives,

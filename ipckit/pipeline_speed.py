@@ -23,8 +23,8 @@ import numpy as np
 
 from .checks import check_count
 from .context import get_context
+from .lessons.workloads import identity, numbers
 from .pipeline import SHARED_MEMORY_THRESHOLD, OrderedPipeline
-from .workloads import identity, numbers
 
 MiB = 2**20
 FRAME_SHAPE = (240, 320)

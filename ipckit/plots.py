@@ -7,10 +7,10 @@ import colorsys
 
 import matplotlib.pyplot as plt
 
-from . import arrays, bench, shm
-from .bench import short_reason
+from . import bench
+from .transports import TRANSPORTS
 
-MiB = 2**20
+MiB = bench.MiB
 
 
 def _axes(ax, width=7, height=3.5):
@@ -19,14 +19,9 @@ def _axes(ax, width=7, height=3.5):
     return ax
 
 
-def _seconds(record):
-    """A measured record's time: the median of a bench record, the best of a compare_transports one."""
-    return record["seconds_median"] if "seconds_median" in record else record["best_s"]
-
-
 def _label(name):
     """A transport's name, marked when its reader gets the array in place (no copy) instead of one it owns."""
-    transport = arrays.TRANSPORTS.get(name)
+    transport = TRANSPORTS.get(name)
     if transport is not None and transport.in_place:
         return f"{name} (in place)"
     if name == "fork_global":
@@ -43,31 +38,30 @@ def _bursts(records):
 def plot_transport_speeds(records, ax=None):
     """Horizontal bars: GB/s of each transport's one-way hand-off at one size.
 
-    Takes the records of :func:`ipckit.arrays.compare_transports` (best time) or
-    of :func:`ipckit.bench.measure` at one size (median time); a bench ``memcpy``
-    record is drawn as a dashed line: the limit for a transport that copies once.
+    Takes the records of :func:`ipckit.bench.measure` at one size; the
+    ``memcpy`` record is drawn as a dashed line: the limit for a transport that copies once.
     """
     reference = [r for r in records if r["transport"] == bench.MEMCPY]
     records = [r for r in records if r["transport"] != bench.MEMCPY]
-    measured = sorted((r for r in records if not short_reason(r)), key=lambda r: r["gb_per_s"])
-    skipped = [r for r in records if short_reason(r)]
+    measured = sorted((r for r in records if "reason" not in r), key=lambda r: r["gb_per_s"])
+    skipped = [r for r in records if "reason" in r]
     rows = skipped + measured  # skipped ones at the bottom, with their reason instead of a bar
     ax = _axes(ax, height=1.0 + 0.32 * max(len(rows), 1))
     ax.barh([_label(r["transport"]) for r in rows], [r.get("gb_per_s", 0) for r in rows],
             color=["tab:orange" if r["transport"] == "fork_global" else "tab:blue" for r in rows])
     label = ax.get_yaxis_transform()  # x in axes fraction, y in rows
     for y, record in enumerate(rows):
-        if short_reason(record):
-            ax.text(0.01, y, "skipped: " + short_reason(record), transform=label, va="center", fontsize=8, color="gray")
+        if "reason" in record:
+            ax.text(0.01, y, "skipped: " + record["reason"], transform=label, va="center", fontsize=8, color="gray")
         else:
-            ax.annotate(f" {_seconds(record) * 1e3:.3g} ms", (record["gb_per_s"], y), va="center", fontsize=8)
+            ax.annotate(f" {record['seconds_median'] * 1e3:.3g} ms", (record["gb_per_s"], y), va="center", fontsize=8)
     ax.set_xscale("log")
-    which = "median" if any("seconds_median" in r for r in measured) else "best"
-    ax.set_xlabel(f"GB/s, {which} one-way hand-off{_bursts(measured)} (log scale)")
+    ax.set_xlabel(f"GB/s, median one-way hand-off{_bursts(measured)} (log scale)")
     first = rows[0] if rows else None
     if first:
         kind = "float64 array" if first["nbytes"] % 8 == 0 else "array"
-        ax.set_title(f"{bench.format_size(first['nbytes'])} {kind}, parent -> child, start method {first['start_method']}")
+        ax.set_title(f"{bench.format_size(first['nbytes'])} {kind}, parent -> child, "
+                     f"start method {first['start_method']}")
     speeds = [r["gb_per_s"] for r in measured + reference]
     if speeds:
         ax.set_xlim(min(speeds) / 3, max(speeds) * 8)
@@ -80,14 +74,13 @@ def plot_transport_speeds(records, ax=None):
     return ax.figure
 
 
-def show_transport_speeds(size_mib=4, start_method=None, repeats=3, frames=bench.DEFAULT_FRAMES):
-    """Measure every transport on a ``size_mib`` MiB array (bursts of ``frames``), then draw :func:`plot_transport_speeds`.
+def show_transport_speeds(size_mib=4, start_method=None, repeat=3, frames=bench.DEFAULT_FRAMES):
+    """Measure every transport and memcpy on a ``size_mib`` MiB array (bursts of ``frames``), then draw them.
 
     ``shared_memory`` copied out by its reader is measured too, to set beside the transports whose reader gets a copy.
     """
-    transports = [*arrays.TRANSPORTS, bench.copied_out("shared_memory")]
-    records = arrays.compare_transports(int(size_mib * MiB), start_method=start_method, repeats=repeats,
-                                        frames=frames, transports=transports)
+    transports = [*TRANSPORTS, bench.copied_out("shared_memory")]
+    records = bench.measure([int(size_mib * MiB)], transports, start_method, repeat, frames=frames)
     plot_transport_speeds(records)
     return records
 
@@ -110,7 +103,7 @@ def _transport_colour(name):
     """One colour per transport across charts (memcpy black)."""
     if name == bench.MEMCPY:
         return "black"
-    names = list(arrays.TRANSPORTS)
+    names = list(TRANSPORTS)
     base = name.split(" (")[0]  # a wrapped transport, such as "shared_memory (copied out)", takes its base's colour
     return f"C{names.index(base) % 10}" if base in names else "gray"
 
@@ -122,8 +115,8 @@ def plot_bandwidth(records, ax=None):
     missing = []
     for name in dict.fromkeys(r["transport"] for r in records):
         points = sorted((r["nbytes"], r["gb_per_s"]) for r in records if r["transport"] == name and "gb_per_s" in r)
-        for reason in dict.fromkeys(short_reason(r) for r in records if r["transport"] == name and short_reason(r)):
-            where = [r["nbytes"] for r in records if r["transport"] == name and short_reason(r) == reason]
+        for reason in dict.fromkeys(r["reason"] for r in records if r["transport"] == name and "reason" in r):
+            where = [r["nbytes"] for r in records if r["transport"] == name and r.get("reason") == reason]
             at = "any size" if len(where) == len(sizes) else ", ".join(bench.format_size(n) for n in sorted(where))
             missing.append(f"{name} at {at} ({reason})")
         if not points:
@@ -133,9 +126,9 @@ def plot_bandwidth(records, ax=None):
             style.update(linestyle="--", linewidth=2.5, marker=None)
         elif name == "fork_global":
             style.update(linestyle=":")
-        elif name not in arrays.TRANSPORTS:  # a wrapped transport: its base's colour, dashed
+        elif name not in TRANSPORTS:  # a wrapped transport: its base's colour, dashed
             style.update(linestyle="--", marker="s")
-        ax.plot(*zip(*points), label=_label(name), **style)
+        ax.plot(*zip(*points, strict=True), label=_label(name), **style)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xticks(sizes, [bench.format_size(n) for n in sizes])
@@ -167,12 +160,12 @@ def plot_start_methods(records, ax=None):
             for r in records:
                 if r["transport"] != name or r["start_method"] != method:
                     continue
-                if short_reason(r):
+                if "reason" in r:
                     ax.text(0.01, y, f"{method}: skipped", transform=label, va="center", fontsize=7, color="gray")
                 else:
                     ax.barh(y, r["gb_per_s"], height=height, color=f"C{j}", label=method)
     handles, labels = ax.get_legend_handles_labels()
-    unique = dict(zip(labels, handles))  # one legend entry per start method
+    unique = dict(zip(labels, handles, strict=True))  # one legend entry per start method
     if unique:
         ax.legend(unique.values(), unique.keys(), fontsize=8)
     ax.set_yticks(range(len(names)), [_label(name) for name in names])
@@ -195,26 +188,26 @@ def plot_latency(records):
     )
 
 
-def plot_fresh_vs_reused(result, ax=None):
-    """Two bars: seconds to copy one array into a fresh block versus into a reused slot (from shm.fresh_vs_reused)."""
+def plot_fresh_vs_reused(records, ax=None):
+    """Two bars: milliseconds to copy one array into a fresh block, and into a reused slot (bench.fresh_vs_reused)."""
     ax = _axes(ax, width=6, height=2.4)
-    labels = ["fresh block per array", "one reused slot"]
-    seconds = [result["fresh_s"], result["reused_s"]]
-    faults = [result["fresh_faults"], result["reused_faults"]]
-    ax.barh(labels, [s * 1e3 for s in seconds], color=["tab:red", "tab:green"])
-    for y, (s, f) in enumerate(zip(seconds, faults)):
-        ax.annotate(f" {result['nbytes'] / s / 1e9:.2g} GB/s, {f:,} page faults", (s * 1e3, y), va="center", fontsize=8)
-    ax.set_xlabel("milliseconds per array (best of the repeats)")
-    ax.set_xlim(right=max(seconds) * 1e3 * 1.9)
-    ax.set_title(f"Copying {bench.format_size(result['nbytes'])} into shared memory ({result['pages']:,} pages)")
+    ax.barh([r["way"] for r in records], [r["seconds_median"] * 1e3 for r in records],
+            color=["tab:red" if r["way"] == bench.FRESH else "tab:green" for r in records])
+    for y, r in enumerate(records):
+        ax.annotate(f" {r['gb_per_s']:.2g} GB/s, {r['page_faults']:,} page faults", (r["seconds_median"] * 1e3, y),
+                    va="center", fontsize=8)
+    ax.set_xlabel("milliseconds per array (median of the repeats)")
+    ax.set_xlim(right=max(r["seconds_median"] for r in records) * 1e3 * 1.9)
+    first = records[0]
+    ax.set_title(f"Copying {bench.format_size(first['nbytes'])} into shared memory ({first['pages']:,} pages)")
     return ax.figure
 
 
-def show_fresh_vs_reused(size_mib=8, repeats=5):
-    """Measure :func:`ipckit.shm.fresh_vs_reused` at ``size_mib`` MiB and draw it."""
-    result = shm.fresh_vs_reused(int(size_mib * MiB), repeats)
-    plot_fresh_vs_reused(result)
-    return result
+def show_fresh_vs_reused(size_mib=8, repeat=5):
+    """Measure :func:`ipckit.bench.fresh_vs_reused` at ``size_mib`` MiB and draw it."""
+    records = bench.fresh_vs_reused(int(size_mib * MiB), repeat)
+    plot_fresh_vs_reused(records)
+    return records
 
 
 def plot_lanes(runs, title="Who ran when"):
@@ -224,7 +217,7 @@ def plot_lanes(runs, title="Who ran when"):
     with times in seconds from the run's start (see ``ipckit.lessons.start.race``).
     """
     fig, axes = plt.subplots(len(runs), 1, sharex=True, figsize=(7, 1 + 0.9 * len(runs)), squeeze=False)
-    for ax, (label, run) in zip(axes[:, 0], runs.items()):
+    for ax, (label, run) in zip(axes[:, 0], runs.items(), strict=True):
         for lane, (start, end) in enumerate(run["intervals"]):
             ax.barh(lane, end - start, left=start, height=0.6, color=f"C{lane}")
         ax.axvline(run["wall_s"], color="black", linewidth=1, linestyle="--")
@@ -316,7 +309,7 @@ def plot_timeline(timeline, title="Ordered pipeline: who did what, when"):
         0.0, -0.02, "producer: o produced, grey = waiting for room | main: line = in buffer, v = emitted | "
         "consumers: bar = working on item n", transform=ax.transAxes, va="top", fontsize=7, color="0.3",
     )
-    times, depths = zip(*timeline.depth) if timeline.depth else ((0,), (0,))
+    times, depths = zip(*timeline.depth, strict=True) if timeline.depth else ((0,), (0,))
     end = max([e.time for e in timeline.events] + [times[-1]])
     depth_ax.step(list(times) + [end], list(depths) + [depths[-1]], where="post", color="C3")
     depth_ax.fill_between(list(times) + [end], list(depths) + [depths[-1]], step="post", color="C3", alpha=0.2)

@@ -34,19 +34,18 @@ The rules this module enforces, so a lesson or a pipeline cannot get them wrong:
 
 :class:`SlotPool` is the allocate-once, write-many form: one block cut into
 ``slots`` slots of ``slot_bytes`` each. New pages cost a page fault each on
-first touch; reused slots move at memcpy speed. The owner (main process) keeps
-the free list; any other process gets the pool as an argument (it pickles as
-its name and attaches on first use), writes an array into the slot index it
-was given, and passes back only an :class:`ArrayRef` (name, offset, shape,
-dtype, slot): the zero-copy pattern.
+first touch; reused slots move at memcpy speed (``ipckit.bench.fresh_vs_reused``
+measures both). The owner (main process) keeps the free list; any other
+process gets the pool as an argument (it pickles as its name and attaches on
+first use), writes an array into the slot index it was given, and passes back
+only an :class:`ArrayRef` (name, offset, shape, dtype, slot): the zero-copy
+pattern.
 """
 import contextlib
 import errno
 import math
 import mmap
 import os
-import resource
-import time
 import weakref
 from collections import namedtuple
 from multiprocessing.shared_memory import SharedMemory
@@ -54,6 +53,7 @@ from multiprocessing.shared_memory import SharedMemory
 import numpy as np
 
 from .checks import check_count
+from .dtypes import check_numeric_array, check_numeric_dtype
 
 try:  # the C module behind SharedMemory on POSIX; absent on Windows
     import _posixshmem
@@ -61,7 +61,6 @@ except ImportError:  # pragma: no cover - ipckit targets Linux and macOS
     _posixshmem = None
 
 SHM_DIR = "/dev/shm"
-MiB = 2**20
 PAGE = mmap.PAGESIZE
 ALIGN = 64  # offsets of arrays inside a block: a cache line, enough for every numpy dtype
 
@@ -350,45 +349,6 @@ def write_into_ref(ref, array):
         np.copyto(target, array, casting="no")
 
 
-# --- dtypes ----------------------------------------------------------------------------
-
-NUMERIC_KINDS = "biufc"  # bool, signed, unsigned, float, complex
-
-
-def check_numeric_dtype(dtype):
-    """Raise TypeError unless ``dtype`` is numeric or bool (the bytes mean the same in every process)."""
-    dtype = np.dtype(dtype)
-    if dtype.kind == "O":
-        raise TypeError(
-            "object arrays cannot travel as raw bytes: each element is a pointer to a Python object in "
-            "this process, meaningless in another one. Convert to a numeric dtype (array.astype(float)) "
-            "or send the objects themselves with pipe_pickle or a Queue."
-        )
-    if dtype.kind not in NUMERIC_KINDS:
-        raise TypeError(
-            f"dtype {dtype} (kind {dtype.kind!r}) is not supported: ipckit moves numeric and bool arrays "
-            "(int, uint, float, complex, bool)."
-        )
-    return dtype
-
-
-def check_numeric_array(array):
-    """Return ``array`` if it is a numpy array of a numeric or bool dtype; raise TypeError otherwise.
-
-    Masked arrays are refused: moved as raw bytes, the mask would be lost.
-    """
-    if not isinstance(array, np.ndarray):
-        raise TypeError(f"expected a numpy.ndarray, not {type(array).__name__}; wrap it with numpy.asarray(...)")
-    if isinstance(array, np.ma.MaskedArray):
-        raise TypeError(
-            "masked arrays are not supported: the values would travel without their mask. Send "
-            "array.filled(fill_value) if a fill value will do, or the values and the mask as two arrays "
-            "(np.ma.getdata(array), np.ma.getmaskarray(array)) and rebuild it with np.ma.array(data, mask=mask)."
-        )
-    check_numeric_dtype(array.dtype)
-    return array
-
-
 # --- a pool of reusable slots ------------------------------------------------------------
 
 
@@ -454,7 +414,9 @@ class SlotPool:
     # the owner's free list
     def _require_owner(self, what):
         if not self.owner:
-            raise PermissionError(f"only the process that made the pool can {what}; others use the slots they are given")
+            raise PermissionError(
+                f"only the process that made the pool can {what}; others use the slots they are given"
+            )
 
     @property
     def free_slots(self):
@@ -539,47 +501,3 @@ class SlotPool:
         if self._block is not None:
             self._block.close()
         self._free = []
-
-
-# --- fresh blocks against a reused slot (measured in lesson 07 and in benchmarks/) ------------
-
-
-def _touch_faults():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-
-
-def fresh_vs_reused(nbytes=8 * MiB, repeats=5):
-    """Copy an array into shared memory ``repeats`` times: a fresh block each time, then one reused slot.
-
-    Returns seconds (best of ``repeats``) and page faults per write for each way.
-    Runs in this process: the cost is about new pages, not about processes.
-    """
-    nbytes = check_count(nbytes, "nbytes", minimum=8)
-    repeats = check_count(repeats, "repeats")
-    source = np.arange(nbytes // 8, dtype=np.float64)
-    fresh_s, fresh_faults = [], []
-    for _ in range(repeats):
-        faults = _touch_faults()
-        start = time.perf_counter()
-        with create(source.nbytes) as block:
-            block.write(source)
-            fresh_s.append(time.perf_counter() - start)
-        fresh_faults.append(_touch_faults() - faults)
-    reused_s, reused_faults = [], []
-    with SlotPool(1, source.nbytes) as pool:
-        pool.write(0, source)  # the first write pays for the pages once
-        for _ in range(repeats):
-            faults = _touch_faults()
-            start = time.perf_counter()
-            pool.write(0, source)
-            reused_s.append(time.perf_counter() - start)
-            reused_faults.append(_touch_faults() - faults)
-    pages = -(-source.nbytes // PAGE)
-    return {
-        "nbytes": source.nbytes,
-        "pages": pages,
-        "fresh_s": min(fresh_s),
-        "reused_s": min(reused_s),
-        "fresh_faults": int(np.median(fresh_faults)),
-        "reused_faults": int(np.median(reused_faults)),
-    }

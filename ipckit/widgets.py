@@ -11,8 +11,9 @@ import ipywidgets as widgets
 import matplotlib.pyplot as plt
 from IPython.display import display
 
-from . import arrays, bench, plots
+from . import bench, plots
 from .context import START_METHODS, resolve_start_method
+from .transports import TRANSPORTS
 
 
 def _draw(out, update, values):
@@ -72,8 +73,8 @@ def bench_panel(sizes=None, size=None, transports=None, start_method=None, run_n
             continuous_update=False,
         ),
         "transports": widgets.SelectMultiple(
-            options=list(arrays.TRANSPORTS), value=tuple(bench.transport_names(transports)),
-            rows=len(arrays.TRANSPORTS), description="transports",
+            options=list(TRANSPORTS), value=tuple(bench.transport_names(transports)),
+            rows=len(TRANSPORTS), description="transports",
         ),
         "start_method": widgets.Dropdown(
             options=[m for m in START_METHODS if m in multiprocessing.get_all_start_methods()],

@@ -4,8 +4,8 @@ import multiprocessing
 import pytest
 
 import ipckit
-from ipckit import child, faults, messages, run, state
-from ipckit.lessons import managers, start
+from ipckit import child, messages, run
+from ipckit.lessons import faults, managers, start
 
 
 def _ask_unknown_operation():
@@ -44,11 +44,12 @@ CASES = [
     ("worker not callable", lambda: run.run_in_child("nap", start_method="spawn"), TypeError, "must be a callable"),
     ("zero timeout", lambda: run.run_in_child(faults.nap, timeout=0), ValueError, "positive number of seconds"),
     ("args not a tuple", lambda: run.run_many([(faults.nap, [1])]), TypeError, r"\(func, args_tuple\)"),
-    ("negative access count", lambda: managers.proxy_access_cost(accesses=-2), ValueError, "accesses must be at least 1"),
+    ("negative access count", lambda: managers.proxy_access_cost(accesses=-2), ValueError,
+     "accesses must be at least 1"),
     ("fractional count", lambda: start.race(steps=2.5), TypeError, "steps must be a whole number"),
     ("bool as a count", lambda: start.race(workers=True), TypeError, "workers must be a whole number"),
-    ("zero connect timeout", lambda: managers.bounded_client(("127.0.0.1", 9), timeout=0), ValueError, "positive number"),
-    ("zero MiB global", lambda: state.big_global_demo(mib=0), ValueError, "mib must be at least 1"),
+    ("zero connect timeout", lambda: managers.bounded_client(("127.0.0.1", 9), timeout=0), ValueError,
+     "positive number"),
     ("unknown pipe operation", _ask_unknown_operation, ValueError, "choose one of square, upper, sum"),
     ("ask a closed pipe server", _ask_closed_server, ValueError, "create a new one"),
     ("receive on a closed connection", _receive_on_closed_connection, ValueError, "open a new Pipe"),

@@ -10,8 +10,8 @@ from ipckit import arrays, bench, plots, shm, widgets
 matplotlib.use("Agg")
 
 KiB, MiB = 2**10, 2**20
-MEASURED = {"transport", "start_method", "nbytes", "repeat", "frames", "seconds_min", "seconds_median", "gb_per_s", "ok",
-            "seconds"}
+MEASURED = {"transport", "start_method", "nbytes", "repeat", "frames", "seconds_min", "seconds_median", "gb_per_s",
+            "ok", "seconds"}
 
 
 # --- sizes and names ---------------------------------------------------------------------------
@@ -95,6 +95,20 @@ def test_streaming_catches_a_transport_that_is_only_safe_in_lock_step(start_meth
     assert bench.hand_off(64 * KiB, "shared_memory", start_method, repeat=2, warmup=0, frames=4)["ok"] is True
 
 
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_measure_every_transport_checks_what_arrived(start_method):
+    records = bench.measure([64 * KiB], None, start_method, repeat=2, warmup=1, timeout=60)
+    assert [r["transport"] for r in records] == ["memcpy", *arrays.TRANSPORTS]
+    skipped = {r["transport"] for r in records if "reason" in r}
+    assert skipped == (set() if start_method == "fork" else {"fork_global"})
+    for record in records:
+        if "reason" not in record:
+            assert set(record) == MEASURED and record["ok"] is True and record["nbytes"] == 64 * KiB
+            assert len(record["seconds"]) == 2 and 0 < record["seconds_min"] <= record["seconds_median"]
+            assert record["frames"] == (1 if record["transport"] in ("memcpy", "fork_global") else bench.DEFAULT_FRAMES)
+
+
 @pytest.mark.timeout(60)
 def test_a_corrupted_fork_global_is_reported_not_ok():
     record = bench.hand_off(4 * KiB, bench.corrupted("fork_global"), "fork", repeat=1, warmup=0, timeout=30)
@@ -119,20 +133,18 @@ def test_measure_tiny_run_with_a_skip():
 
 def test_too_little_dev_shm_is_a_skip_with_a_reason(monkeypatch):
     monkeypatch.setattr(shm, "free_bytes", lambda path=shm.SHM_DIR: 1000)
-    for name in ("shared_memory", "shared_memory_pool"):
+    for name, needed in (("shared_memory", 5 * MiB), ("shared_memory_pool", MiB)):  # 4 held + 1: five slots
         record = bench.hand_off(MiB, name, "spawn")
         assert set(record) == {"transport", "start_method", "nbytes", "repeat", "reason"}
-        assert "does not fit in /dev/shm" in record["reason"] and "1,000 bytes are free" in record["reason"]
-        assert bench.short_reason(record).startswith("shared memory of")
+        assert record["reason"] == f"{needed:,} bytes of shared memory do not fit in /dev/shm (1,000 free)"
 
 
 def test_transports_that_would_take_minutes_are_skipped_with_a_reason():
     limit = arrays.TRANSPORTS["rawarray_seq"].practical_limit
     record = bench.hand_off(limit + 8, "rawarray_seq", "fork", frames=1)  # no array is made, no process started
-    assert bench.short_reason(record) == "rawarray_seq is skipped above 64 MiB"
-    assert "would take minutes" in record["reason"]
+    assert record["reason"] == "would take minutes above 64 MiB"
     record = bench.hand_off(limit // 4 + 8, "rawarray_seq", "fork", frames=4)  # the limit is per burst
-    assert bench.short_reason(record) == "rawarray_seq is skipped above 16 MiB per array in bursts of 4"
+    assert record["reason"] == "would take minutes above 16 MiB per array in bursts of 4"
 
 
 def test_bad_arguments_raise_before_anything_starts():
@@ -167,6 +179,18 @@ def test_startup_per_start_method():
     assert all(r["seconds_median"] > 0 for r in records)
 
 
+def test_reused_slots_take_no_page_faults_fresh_blocks_one_a_page():
+    fresh, reused = bench.fresh_vs_reused(nbytes=4 * MiB, repeat=3, warmup=1)
+    assert (fresh["way"], reused["way"]) == (bench.FRESH, bench.REUSED)
+    for record in (fresh, reused):
+        assert record["pages"] == 1024 and record["nbytes"] == 4 * MiB and record["ok"] is True
+        assert record["repeat"] == 3 and 0 < record["seconds_min"] <= record["seconds_median"]
+    assert fresh["page_faults"] >= fresh["pages"] // 2  # every new page is faulted in
+    assert reused["page_faults"] < reused["pages"] // 10  # reused pages are already mapped
+    assert plots.plot_fresh_vs_reused([fresh, reused]).axes
+    matplotlib.pyplot.close("all")
+
+
 # --- output: table, CSV, charts, panel --------------------------------------------------------------
 
 FAKE = [
@@ -175,7 +199,7 @@ FAKE = [
     {"transport": "pipe_bytes", "start_method": "spawn", "nbytes": MiB, "repeat": 2, "seconds_min": 1e-3,
      "seconds_median": 2e-3, "gb_per_s": MiB / 2e-3 / 1e9, "ok": False, "seconds": [1e-3, 3e-3]},
     {"transport": "fork_global", "start_method": "spawn", "nbytes": MiB, "repeat": 2,
-     "reason": "transport 'fork_global' needs the 'fork' start method, not 'spawn': long story"},
+     "reason": "needs the 'fork' start method, not 'spawn'"},
 ]
 
 
@@ -183,7 +207,8 @@ def test_csv_has_the_columns_in_order_and_leaves_skips_out(tmp_path):
     path = tmp_path / "out.csv"
     assert bench.write_csv(FAKE, path) == 2
     rows = list(csv.reader(path.open()))
-    assert rows[0] == ["transport", "start_method", "nbytes", "repeat", "seconds_min", "seconds_median", "gb_per_s", "ok"]
+    assert rows[0] == [
+        "transport", "start_method", "nbytes", "repeat", "seconds_min", "seconds_median", "gb_per_s", "ok"]
     assert [row[0] for row in rows[1:]] == ["memcpy", "pipe_bytes"]
     assert rows[2][-1] == "false" and float(rows[2][5]) == 2e-3
     buffer = io.StringIO()
@@ -205,7 +230,8 @@ def test_table_marks_the_in_place_transport_and_fits_long_names():
     rows = [line for line in text.splitlines() if "spawn" in line and "skipped" not in line]
     assert len({line.index("spawn") for line in rows}) == 1  # the start column lines up
     figure = plots.plot_bandwidth(FAKE + [in_place, copied])
-    assert {"shared_memory (in place)", copied["transport"]} <= {t.get_text() for t in figure.axes[0].get_legend().get_texts()}
+    legend = {t.get_text() for t in figure.axes[0].get_legend().get_texts()}
+    assert {"shared_memory (in place)", copied["transport"]} <= legend
     matplotlib.pyplot.close("all")
 
 

@@ -70,6 +70,23 @@ def test_close_is_bounded_when_a_grandchild_holds_stdout():
 
 
 @pytest.mark.timeout(60)
+def test_without_process_groups_close_says_what_it_could_not_stop(monkeypatch):
+    """As on Windows: no killpg, so close() kills the child alone and names what may still run."""
+    monkeypatch.setattr(child, "_HAS_GROUPS", False)
+    talker = child.LineChild(timeout=5)
+    holder = int(talker.ask("hold-stdout 30").split()[1])
+    try:
+        with pytest.raises(TimeoutError, match="killed the child only: .* has no process groups"):
+            talker.close(timeout=0.5)
+        assert not _gone_within(holder, 0.2), "without groups, the grandchild is not killed (and the error says so)"
+    finally:
+        _kill_if_alive(holder)
+    talker._reader.join(5)  # the holder is gone: end of file
+    talker.process.stdout.close()
+    assert talker.process.returncode == 0
+
+
+@pytest.mark.timeout(60)
 def test_close_kills_a_child_that_does_not_exit():
     talker = child.LineChild(timeout=5)
     talker.process.stdin.write("sleep 30\n")

@@ -11,7 +11,8 @@ COMMAND = [sys.executable, "-m", "ipckit", "bench"]
 
 
 def run(*args, timeout=150):
-    return subprocess.run(COMMAND + list(args), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    return subprocess.run(COMMAND + list(args), capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
 
 
 @pytest.mark.timeout(180)

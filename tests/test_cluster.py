@@ -15,7 +15,7 @@ import psutil
 import pytest
 from distributed import KilledWorker
 
-from ipckit import workloads
+from ipckit.lessons import workloads
 from ipckit.lessons.cluster import (
     _CountingClient,
     accepts_connections,

@@ -3,8 +3,8 @@ import multiprocessing
 import pytest
 
 import ipckit
-from ipckit import faults
 from ipckit.context import require_importable, resolve_start_method
+from ipckit.lessons import faults
 
 
 def test_argument_wins_over_environment(monkeypatch):

@@ -34,7 +34,8 @@ def exercises():
     """(notebook stem, number from 1, exercise cell source, check cell source) for every exercise."""
     found = []
     for notebook in sorted(NOTEBOOKS.glob("*.ipynb")):
-        for number, (exercise, check) in enumerate(zip(tagged(notebook, "exercise"), tagged(notebook, "check")), 1):
+        pairs = zip(tagged(notebook, "exercise"), tagged(notebook, "check"), strict=True)  # a check after each exercise
+        for number, (exercise, check) in enumerate(pairs, 1):
             found.append((notebook.stem, number, source(exercise), source(check)))
     return found
 

@@ -277,7 +277,8 @@ def test_the_rawarray_check_passes_the_solution(learner, start_method, capsys):
 @pytest.mark.parametrize("label, verdict", [
     ("dtype_lost", "Wrong: array 0 went in as int64 and came back as float64"),
     ("fortran_order", "Wrong: array 0 came back with the right shape and dtype but different values"),
-    ("memory_order", "Wrong: array 3 came back with the right shape and dtype but different values. It lies in memory in Fortran order"),
+    ("memory_order", "Wrong: array 3 came back with the right shape and dtype but different values. "
+                     "It lies in memory in Fortran order"),
     ("shape_backwards", "Wrong: array 1 went in with shape (2, 4, 5) and came back with shape (5, 4, 2)"),
 ])
 def test_the_rawarray_check_says_what_is_wrong(label, verdict, learner, capsys):

@@ -1,4 +1,4 @@
-"""Lesson 08's workers and its loop, run the way its cells run them, and its exercise check, under every start method."""
+"""Lesson 08's workers and its loop, run as its cells run them, and its exercise check, under every start method."""
 import collections
 import contextlib
 import functools
@@ -68,7 +68,8 @@ def test_the_producer_stops_early_on_stop(start_method):
 def test_a_consumer_answers_each_item_with_its_number_until_stop(start_method):
     ctx = get_context(start_method)
     conn, child_end = ctx.Pipe()
-    consumer = ctx.Process(target=ordered.consume, args=(child_end, functools.partial(ordered.square_slowly, seconds=0)))
+    work = functools.partial(ordered.square_slowly, seconds=0)
+    consumer = ctx.Process(target=ordered.consume, args=(child_end, work))
     consumer.start()
     child_end.close()
     try:
@@ -112,7 +113,8 @@ def test_square_or_die_squares_the_others_and_dies_on_its_item(start_method):
     assert ordered.square_or_die(3, bad=5, seconds=0) == 9
     ctx = get_context(start_method)
     conn, child_end = ctx.Pipe()
-    consumer = ctx.Process(target=ordered.consume, args=(child_end, functools.partial(ordered.square_or_die, bad=5, seconds=0)))
+    work = functools.partial(ordered.square_or_die, bad=5, seconds=0)
+    consumer = ctx.Process(target=ordered.consume, args=(child_end, work))
     consumer.start()
     child_end.close()
     try:
@@ -142,7 +144,8 @@ def test_a_ticket_notes_when_it_is_pickled_and_arrives_whole():
 def _lesson_loop(start_method):
     """The lesson's ordered_loop, taken from its cell and run with a context of ``start_method``."""
     cells = json.loads(NOTEBOOK.read_text())["cells"]
-    source = next("".join(c["source"]) for c in cells if c["cell_type"] == "code" and "def ordered_loop" in "".join(c["source"]))
+    codes = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+    source = next(code for code in codes if "def ordered_loop" in code)
     namespace = {
         "contextlib": contextlib, "deque": collections.deque, "wait": wait, "ordered": ordered,
         "ctx": get_context(start_method),
@@ -258,4 +261,4 @@ def test_timeline_colours_do_not_repeat_and_neighbours_differ():
     colours = [plots._item_colour(seq) for seq in range(200)]
     assert len(set(colours)) == 200
     for before, after in itertools.pairwise(colours):
-        assert sum(abs(a - b) for a, b in zip(before, after)) > 0.3  # neighbours look different
+        assert sum(abs(a - b) for a, b in zip(before, after, strict=True)) > 0.3  # neighbours look different

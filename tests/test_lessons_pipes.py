@@ -107,7 +107,8 @@ def test_two_writers_on_one_end_corrupt_big_messages(start_method):
     receiver, sender = ctx.Pipe(duplex=False)
     start_line = ctx.Barrier(2)
     size, count = 1_000_000, 10
-    writers = [ctx.Process(target=pipes.send_many, args=(sender, start_line, letter, count, size)) for letter in (b"A", b"B")]
+    writers = [ctx.Process(target=pipes.send_many, args=(sender, start_line, letter, count, size))
+               for letter in (b"A", b"B")]
     for writer in writers:
         writer.start()
     sender.close()
@@ -178,7 +179,11 @@ def test_raw_bytes_into_a_preallocated_array(start_method):
 def test_wait_sees_replies_and_deaths_as_they_happen(start_method):
     ctx = get_context(start_method)
     start_line = ctx.Barrier(4)
-    plan = {"a": (pipes.reply_after, 0.2, "result of a"), "b": (pipes.die_after, 0.5, 3), "c": (pipes.reply_after, 0.8, "result of c")}
+    plan = {
+        "a": (pipes.reply_after, 0.2, "result of a"),
+        "b": (pipes.die_after, 0.5, 3),
+        "c": (pipes.reply_after, 0.8, "result of c"),
+    }
     workers, receivers = {}, {}
     for name, (target, delay, value) in plan.items():
         receivers[name], sender = ctx.Pipe(duplex=False)

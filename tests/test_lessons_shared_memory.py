@@ -234,7 +234,9 @@ def test_the_check_says_what_is_wrong(label, verdict, learner, start_method, cap
 def test_the_check_notices_a_dead_child(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
-    (tmp_path / "exercise_shm_dies.py").write_text("import os\n\ndef double_in_place(name, shape, dtype):\n    os._exit(3)\n")
+    (tmp_path / "exercise_shm_dies.py").write_text(
+        "import os\n\ndef double_in_place(name, shape, dtype):\n    os._exit(3)\n"
+    )
     monkeypatch.setenv(ipckit.ENV_VAR, "spawn")
     assert lesson.check_double_in_place("exercise_shm_dies") is False
     assert capsys.readouterr().out.startswith("Wrong: the child running double_in_place died with exit code 3")

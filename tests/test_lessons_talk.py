@@ -11,7 +11,7 @@ import pytest
 
 from ipckit.lessons import talk
 
-COMMAND = [sys.executable, "-m", "ipckit.child"]
+COMMAND = [sys.executable, "-m", "ipckit.lessons.talk"]
 
 
 def test_read_lines_hands_over_each_line_then_none():

@@ -86,7 +86,8 @@ def _write_answer(folder, source_path):
 
 
 @pytest.mark.parametrize("answer, right", [(SOLUTIONS / "01_value_and_array.py", True),
-                                           (WRONG / "01_value_and_array__own_lock.py", False)], ids=["solution", "own_lock"])
+                                           (WRONG / "01_value_and_array__own_lock.py", False)],
+                         ids=["solution", "own_lock"])
 def test_the_check_runs_the_learners_add_in_children(start_method, answer, right, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(ipckit.ENV_VAR, start_method)
     monkeypatch.chdir(tmp_path)

@@ -21,7 +21,7 @@ import time
 import psutil
 import pytest
 
-from ipckit import faults, workloads
+from ipckit.lessons import faults, workloads
 from ipckit.pipeline import OrderedPipeline, WorkerDied, WorkerError
 
 BAD = 2  # the item (hand-off number) that misbehaves; 0 and 1 go through first
@@ -103,7 +103,7 @@ def test_a_fault_ends_in_a_clear_exception_with_nothing_left(start_method, side,
 MAIN_DIES = textwrap.dedent(
     f"""
     import functools, sys
-    from ipckit import faults, workloads
+    from ipckit.lessons import faults, workloads
     from ipckit.pipeline import OrderedPipeline
 
     if __name__ == "__main__":

@@ -16,8 +16,8 @@ import numpy as np
 import psutil
 import pytest
 
-from ipckit import faults, workloads
 from ipckit.context import get_context
+from ipckit.lessons import faults, workloads
 from ipckit.pipeline import OrderedPipeline, WorkerDied, WorkerTimeout
 
 MiB = 2**20

@@ -5,9 +5,20 @@ import time
 
 import pytest
 
-from ipckit import faults
 from ipckit.checks import check_timeout
-from ipckit.run import RemoteTraceback, WorkerDied, WorkerError, WorkerTimeout, describe_exitcode, run_in_child, run_many
+from ipckit.context import get_context
+from ipckit.lessons import faults
+from ipckit.run import (
+    Child,
+    RemoteTraceback,
+    WorkerDied,
+    WorkerError,
+    WorkerTimeout,
+    describe_exitcode,
+    receive,
+    run_in_child,
+    run_many,
+)
 
 
 def test_result_comes_back(start_method):
@@ -65,7 +76,8 @@ def test_a_crash_is_named_by_its_signal():
 
 
 @pytest.mark.parametrize("exitcode, words", [
-    (0, "exit code 0"), (3, "exit code 3"), (-9, "killed by SIGKILL, exit code -9; often kill -9 or the out-of-memory killer"),
+    (0, "exit code 0"), (3, "exit code 3"),
+    (-9, "killed by SIGKILL, exit code -9; often kill -9 or the out-of-memory killer"),
     (-7, "killed by SIGBUS"), (-15, "killed by SIGTERM"), (-1000, "killed by signal 1000, exit code -1000"),
 ])
 def test_exit_codes_are_described_in_words(exitcode, words):
@@ -99,3 +111,39 @@ def test_timeouts_that_mean_nothing_are_refused(timeout):
         check_timeout(timeout)
     with pytest.raises(ValueError, match="timeout must be"):
         run_in_child(faults.nap, 0, timeout=timeout, start_method="fork")
+
+
+# --- a child the caller talks to before taking its result ------------------------------------
+
+
+def test_a_child_talked_to_through_a_pipe_then_its_result(start_method):
+    ctx = get_context(start_method)
+    reader, writer = ctx.Pipe(duplex=False)
+    with Child(faults.nap, (0, "done"), start_method=start_method, name="napper") as child:
+        assert child.process.name == "napper" and child.process.is_alive() in (True, False)
+        assert child.result(10) == "done"
+    assert child.process.exitcode == 0
+    reader.close()
+    writer.close()
+
+
+def test_a_pipe_broken_by_a_failing_child_gives_the_child_error(start_method):
+    """The caller waited on a pipe the child never wrote to; the child raised: its KeyError, not WorkerDied."""
+    ctx = get_context(start_method)
+    reader, writer = ctx.Pipe(duplex=False)  # this process keeps the writing end: only the sentinel can end the wait
+    try:
+        with pytest.raises(KeyError) as info, Child(faults.look_up, ("missing",), start_method=start_method) as child:
+            receive(reader, child.process, 30, "message")
+        assert isinstance(info.value.__cause__, RemoteTraceback)
+    finally:
+        reader.close()
+        writer.close()
+    assert not child.process.is_alive()
+
+
+def test_a_child_that_overruns_one_wait_is_stopped_when_the_with_ends(start_method):
+    began = time.monotonic()
+    with pytest.raises(WorkerTimeout, match=r"no result from sleeper within 0\.3 s"):
+        with Child(faults.nap, (30,), start_method=start_method, name="sleeper") as child:
+            child.result(0.3)
+    assert not child.process.is_alive() and time.monotonic() - began < 10

@@ -21,7 +21,7 @@ MOUNT = 'mount -t tmpfs -o size=64m tmpfs /dev/shm && exec "$@"'
 PRIVATE_SHM = ["unshare", "--mount", "--propagation", "private", "sh", "-c", MOUNT, "sh"]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _why_not_here():
     """None if a private /dev/shm can be mounted here, else why not."""
     if not sys.platform.startswith("linux"):
@@ -107,7 +107,8 @@ def test_two_slot_pools_in_64_mib_give_a_clear_error():
     lines = done.stdout.splitlines()
     pool, reservation = lines[0], lines[1]
     assert pool.startswith("second pool: a shared memory block of 41,943,040 bytes does not fit in /dev/shm: only")
-    assert reservation.startswith("reservation: a shared memory block of 41,943,040 bytes does not fit in /dev/shm: only")
+    assert reservation.startswith(
+        "reservation: a shared memory block of 41,943,040 bytes does not fit in /dev/shm: only")
     assert pool.split(" bytes are free")[0][-10:] == reservation.split(" bytes are free")[0][-10:]  # the real figure
     for line in (pool, reservation):
         assert "bytes are free" in line and "--shm-size" in line
@@ -117,7 +118,7 @@ def test_two_slot_pools_in_64_mib_give_a_clear_error():
 TWO_PIPELINES = """
     import os, sys
     import numpy as np
-    from ipckit import workloads
+    from ipckit.lessons import workloads
     from ipckit.pipeline import OrderedPipeline
 
     method, nbytes, count = sys.argv[1], 8 * 2**20, 12

@@ -101,6 +101,48 @@ def call_in_thread(func, args, timeout):
     return done.pop() if done else None  # pop: the list, kept by call(), must not keep an exception alive
 
 
+def run_children(children, timeout, running, stuck_hint, failed_hint=""):
+    """Start ``children`` (running the learner's ``running``), wait for all within ``timeout`` s; stop any left.
+
+    Raises :class:`Wrong` if one is still running at the deadline (with
+    ``stuck_hint``, the likely cause) or ended with an exit code other than 0
+    (it raised; ``failed_hint`` says where to look). Every child is stopped and joined on every path.
+    """
+    try:
+        for child in children:
+            child.start()
+        deadline = time.monotonic() + timeout
+        for child in children:
+            child.join(max(0.0, deadline - time.monotonic()))
+        if any(child.is_alive() for child in children):
+            raise Wrong(f"the {len(children)} children did not finish within {timeout:.0f} s: {stuck_hint}")
+    finally:
+        for child in children:
+            if child.is_alive():
+                child.terminate()
+                child.join(5)
+    failed = [child.exitcode for child in children if child.exitcode != 0]
+    if failed:
+        raise Wrong(f"children running {running} ended with exit codes {failed}: it raised in a child{failed_hint}")
+
+
+def learner_raised(outcome, call, timeout_hint=None):
+    """Turn what the learner's ``call`` raised (``outcome`` from :func:`call_in_thread`) into a verdict.
+
+    Nothing happens if it returned. The skeleton's NotImplementedError goes on
+    as itself ("Not yet"); a TimeoutError is Wrong with ``timeout_hint(exc)``
+    when given; any other exception is Wrong, naming it.
+    """
+    how, exc = outcome
+    if how != "raised":
+        return
+    if isinstance(exc, NotImplementedError):
+        raise exc
+    if timeout_hint is not None and isinstance(exc, TimeoutError):
+        raise Wrong(timeout_hint(exc))
+    raise Wrong(f"{call} raised {type(exc).__name__}: {exc}")
+
+
 def call_with_deadline(func, args, seconds):
     """Call ``func(*args)`` in a daemon thread; return (True, result), or (False, None) if it is still running.
 

@@ -18,9 +18,9 @@ from collections import Counter
 import psutil
 from distributed import Client, Event, LocalCluster, as_completed
 
-from .. import workloads
 from ..checks import check_count, check_timeout
 from ..pipeline import OrderedPipeline
+from . import workloads
 from .checking import Wrong, exercise_check
 
 LOOPBACK = "127.0.0.1"

@@ -198,7 +198,9 @@ def _rebuilt_in_child(ctx, rebuild, raw, layout):
             return replies.recv()
         except EOFError:
             child.join(timeout=5)
-            raise Wrong(f"the child calling rebuild() died (exit code {child.exitcode}) before it could answer.") from None
+            raise Wrong(
+                f"the child calling rebuild() died (exit code {child.exitcode}) before it could answer."
+            ) from None
     finally:
         child_end.close()
         if child.pid is not None:
@@ -214,7 +216,7 @@ def _judge_rebuilt(arrays, got):
     expected = [describe(a) for a in arrays]
     if len(got) != len(expected):
         raise Wrong(f"flatten() was given {len(expected)} arrays, and rebuild() returned {len(got)}.")
-    for index, (sent, came) in enumerate(zip(arrays, got)):
+    for index, (sent, came) in enumerate(zip(arrays, got, strict=True)):
         if not isinstance(came, tuple):
             raise Wrong(f"rebuild() returned a {came} as item {index}; it should return numpy arrays.")
         shape, dtype, crc = came
@@ -248,7 +250,10 @@ def _judge_rebuilt(arrays, got):
 
 @exercise_check
 def check_rawarray(module="exercise_rawarray", start_method=None):
-    """Call the learner's ``flatten`` here and ``rebuild`` in a child, on two lists of 3-D arrays; compare bit for bit."""
+    """Call the learner's ``flatten`` here and ``rebuild`` in a child, on two lists of 3-D arrays.
+
+    What comes back is compared bit for bit with what went in.
+    """
     learner = learner_module(module)
     flatten, rebuild = learner_function(learner, "flatten"), learner_function(learner, "rebuild")
     ctx = get_context(start_method)
@@ -269,14 +274,17 @@ def check_rawarray(module="exercise_rawarray", start_method=None):
         report = _rebuilt_in_child(ctx, rebuild, raw, layout)
         if report[0] == "raised":
             if report[1] == "NotImplementedError":
-                raise NotImplementedError(report[2] or "complete rebuild() in the exercise cell, run it, then this cell.")
+                raise NotImplementedError(
+                    report[2] or "complete rebuild() in the exercise cell, run it, then this cell."
+                )
             raise Wrong(f"in the child, rebuild() raised {report[1]}: {report[2]}")
         if report[0] == "not a list":
             raise Wrong(f"rebuild() returned a {report[1]}; it should return a list of numpy arrays.")
         _judge_rebuilt(arrays, report[1])
     shapes = ", ".join(str(a.shape) for a in lists[0])
+    dtypes = len({a.dtype for batch in lists for a in batch})
     return (
-        f"a child rebuilt {sum(len(a) for a in lists)} arrays of {len({a.dtype for l in lists for a in l})} dtypes "
+        f"a child rebuilt {sum(len(a) for a in lists)} arrays of {dtypes} dtypes "
         f"({shapes}, ...) from one flat RawArray each time, bit for bit, with the right shapes and dtypes."
     )
 
@@ -309,7 +317,10 @@ def _timed_by_learner(time_hand_offs, transport, ctx, cold):
             f"with count = warmup + repeats ({WARMUP + REPEATS}), and wait for each stamp with poll(timeout)."
         )
     if left:
-        raise Wrong(f"{len(left)} child process(es) still ran after time_hand_offs returned: join the child (with a timeout).")
+        raise Wrong(
+            f"{len(left)} child process(es) still ran after time_hand_offs returned: "
+            "join the child (with a timeout)."
+        )
     return result
 
 

@@ -12,13 +12,7 @@ from multiprocessing.managers import BaseManager, DictProxy
 
 from ..checks import check_count, check_timeout
 from ..context import get_context
-from .checking import (
-    Wrong,
-    call_with_deadline,
-    exercise_check,
-    learner_function,
-    learner_module,
-)
+from .checking import Wrong, call_with_deadline, exercise_check, learner_function, learner_module, run_children
 
 START_TIMEOUT = 30.0  # seconds a child waits for the others before it gives up
 
@@ -266,23 +260,7 @@ def check_dict_of_lists(module_name=EXERCISE_MODULE, processes=4, calls=200, tim
                 for child in range(processes)]
         children = [ctx.Process(target=run_learner_add_values, args=(module_name, shared, lock, together, key, batches))
                     for key, batches in jobs]
-        try:
-            for child in children:
-                child.start()
-            deadline = time.monotonic() + timeout
-            for child in children:
-                child.join(max(0.0, deadline - time.monotonic()))
-            if any(child.is_alive() for child in children):
-                raise Wrong(f"the {processes} children did not finish within {timeout:.0f} s: "
-                            "does add_values release the lock? (use `with lock:`)")
-        finally:
-            for child in children:
-                if child.is_alive():
-                    child.terminate()
-                    child.join(5)
-        failed = [child.exitcode for child in children if child.exitcode != 0]
-        if failed:
-            raise Wrong(f"children running add_values ended with exit codes {failed}: it raised in a child")
+        run_children(children, timeout, "add_values", "does add_values release the lock? (use `with lock:`)")
         got = {key: sorted(shared[key]) for key in keys}
     for key in keys:
         wanted = sorted(v for k, batches in jobs if k == key for values in batches for v in values)

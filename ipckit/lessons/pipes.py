@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from ..context import get_context
-from .checking import Wrong, call_in_thread, exercise_check
+from .checking import Wrong, call_in_thread, exercise_check, learner_raised
 
 STOP = None  # the request that ends the server
 
@@ -117,17 +117,11 @@ def _ask_right_away(ask, conn, request, timeout, expected, replied_after):
     if result is None:
         raise _still_waiting(request, timeout, timeout + 5)
     outcome, wall_s, _ = result
-    if outcome[0] == "raised":
-        exc = outcome[1]
-        if isinstance(exc, NotImplementedError):
-            raise exc
-        if isinstance(exc, TimeoutError):
-            raise Wrong(
-                f"ask(conn, {request!r}, timeout={timeout}) raised TimeoutError after {wall_s:.2f} s, though the "
-                "server replied in well under a second: conn.poll() with no argument does not wait; "
-                "conn.poll(timeout) does."
-            )
-        raise Wrong(f"ask(conn, {request!r}, timeout={timeout}) raised {type(exc).__name__}: {exc}")
+    learner_raised(outcome, f"ask(conn, {request!r}, timeout={timeout})", lambda exc: (
+        f"ask(conn, {request!r}, timeout={timeout}) raised TimeoutError after {wall_s:.2f} s, though the "
+        "server replied in well under a second: conn.poll() with no argument does not wait; "
+        "conn.poll(timeout) does."
+    ))
     if outcome[1] != expected:
         raise Wrong(
             f"ask(conn, {request!r}, timeout={timeout}) returned {outcome[1]!r}; the server replied {expected!r}. "

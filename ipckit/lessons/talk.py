@@ -1,14 +1,64 @@
-"""Lesson 05, subprocess: the threads its cells start, and the check of its exercise.
+"""Lesson 05, subprocess: the child program its cells talk to, the threads they start, and the check of its exercise.
 
-The child program itself is ``python -m ipckit.child`` (see :mod:`ipckit.child`).
-A pipe has no read timeout, so a thread reads the child's output and hands
-each line over through a ``queue.Queue``, whose ``get(timeout=...)`` has one.
+Run as ``python -m ipckit.lessons.talk``, this module is the child program: it
+reads one request per line on stdin and writes one reply per line on stdout,
+flushing each, so a parent can talk to it in real time. Requests: ``square N``,
+``upper TEXT``, ``echo TEXT``, ``sleep SECONDS``, ``exit CODE``, ``crash``, and
+``hold-stdout SECONDS`` (start a program of its own that keeps this child's
+stdout open for SECONDS, as a shell's background job does). End of input ends
+it with code 0.
+
+A pipe has no read timeout, so a thread in the parent reads the child's output
+and hands each line over through a ``queue.Queue``, whose ``get(timeout=...)``
+has one. (:class:`ipckit.child.LineChild` packs the parent's side.)
 """
+import subprocess
+import sys
 import time
 
 import psutil
 
-from .checking import Wrong, call_in_thread, exercise_check
+from .checking import Wrong, call_in_thread, exercise_check, learner_raised
+
+PROGRAM = "ipckit.lessons.talk"  # run as python -m ipckit.lessons.talk
+
+
+# --- the child program ------------------------------------------------------------------
+
+
+def answer(line):
+    """The reply to one request line (the child's whole logic)."""
+    command, _, argument = line.strip().partition(" ")
+    if command == "square":
+        return str(int(argument) ** 2)
+    if command == "upper":
+        return argument.upper()
+    if command == "echo":
+        return argument
+    if command == "sleep":
+        time.sleep(float(argument))
+        return "awake"
+    if command == "exit":
+        sys.stdout.flush()
+        sys.exit(int(argument))
+    if command == "crash":
+        raise RuntimeError("crash requested")
+    if command == "hold-stdout":
+        holder = subprocess.Popen(  # inherits this child's stdout, and keeps it open after this child exits
+            [sys.executable, "-c", f"import time; time.sleep({float(argument)})"], stdin=subprocess.DEVNULL
+        )
+        return f"holder {holder.pid}"
+    return f"error: unknown request {command!r}"
+
+
+def serve(stdin=sys.stdin, stdout=sys.stdout):
+    """Answer each request line with one reply line, until the end of input."""
+    for line in stdin:
+        stdout.write(answer(line) + "\n")
+        stdout.flush()  # without this the reply waits in a buffer and the parent waits for ever
+
+
+# --- the parent's threads --------------------------------------------------------------
 
 
 def read_lines(stream, lines):
@@ -36,11 +86,11 @@ PACED = (["echo ready"] + ["sleep 0.4"] * 4, 1.2)  # (requests, timeout): each r
 
 
 def _talkers():
-    """The ``ipckit.child`` programs this process started that still run (zombies are over)."""
+    """The child programs (``ipckit.lessons.talk``) this process started that still run (zombies are over)."""
     found = []
     for proc in psutil.Process().children(recursive=True):
         try:
-            if "ipckit.child" in proc.cmdline() and proc.status() != psutil.STATUS_ZOMBIE:
+            if PROGRAM in proc.cmdline() and proc.status() != psutil.STATUS_ZOMBIE:
                 found.append(proc)
         except psutil.Error:
             pass
@@ -87,16 +137,10 @@ def check_talk(talk):
     requests = ["square 12", "upper line by line", "echo done"]
     expected = ["144", "LINE BY LINE", "done"]
     (outcome, wall_s, _), left = _run(talk, requests, 5, 15)
-    if outcome[0] == "raised":
-        exc = outcome[1]
-        if isinstance(exc, NotImplementedError):
-            raise exc
-        if isinstance(exc, TimeoutError):
-            raise Wrong(
-                f"talk({requests!r}, timeout=5) raised TimeoutError: {exc}. The child answers at once, so its "
-                "request never reached it: flush stdin after each line (or open it with bufsize=1)."
-            )
-        raise Wrong(f"talk({requests!r}, timeout=5) raised {type(exc).__name__}: {exc}")
+    learner_raised(outcome, f"talk({requests!r}, timeout=5)", lambda exc: (
+        f"talk({requests!r}, timeout=5) raised TimeoutError: {exc}. The child answers at once, so its "
+        "request never reached it: flush stdin after each line (or open it with bufsize=1)."
+    ))
     if outcome[1] != expected:
         raise Wrong(f"talk({requests!r}, timeout=5) returned {outcome[1]!r}; the child replied {expected!r}.")
     if left:
@@ -152,3 +196,7 @@ def check_talk(talk):
         f"talk got every reply line by line, raised TimeoutError on the slow one ({wall_s:.1f} s in all, "
         "stopping the child included), and left no child running."
     )
+
+
+if __name__ == "__main__":
+    serve()

@@ -9,13 +9,7 @@ import time
 import numpy as np
 
 from ..context import get_context
-from .checking import (
-    Wrong,
-    call_with_deadline,
-    exercise_check,
-    learner_function,
-    learner_module,
-)
+from .checking import Wrong, call_with_deadline, exercise_check, learner_function, learner_module, run_children
 
 START_TIMEOUT = 30.0  # seconds a child waits for the others before it gives up
 
@@ -99,24 +93,8 @@ def check_counter(module_name=EXERCISE_MODULE, processes=4, seconds=0.5, times=1
     calls = [ctx.RawValue("q", 0) for _ in range(processes)]
     children = [ctx.Process(target=run_learner_add, args=(module_name, counter, together, seconds, times, mine))
                 for mine in calls]
-    try:
-        for child in children:
-            child.start()
-        deadline = time.monotonic() + timeout
-        for child in children:
-            child.join(max(0.0, deadline - time.monotonic()))
-        if any(child.is_alive() for child in children):
-            raise Wrong(f"the {processes} children did not finish within {timeout:.0f} s: does add() release "
-                        "every lock it takes? (use `with counter.get_lock():`)")
-    finally:
-        for child in children:
-            if child.is_alive():
-                child.terminate()
-                child.join(5)
-    failed = [child.exitcode for child in children if child.exitcode != 0]
-    if failed:
-        raise Wrong(f"children running add() ended with exit codes {failed}: it raised in a child "
-                    "(run the exercise cell's add in the notebook to see the error)")
+    run_children(children, timeout, "add()", "does add() release every lock it takes? (use `with counter.get_lock():`)",
+                 " (run the exercise cell's add in the notebook to see the error)")
     made = sum(mine.value for mine in calls)
     expected = made * times
     done = f"{processes} processes at once made {made:,} calls of add(counter, {times})"

@@ -8,7 +8,6 @@ which each test shuts down.
 """
 
 import pytest
-
 from browser_lab import SCREENSHOTS, VIEWPORT, require_browser, running_chromium, running_lab, sigterm_as_interrupt
 
 

@@ -23,7 +23,6 @@ import os
 import time
 
 import pytest
-
 from browser_lab import REPO, SCREENSHOTS, VIEWPORT
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))

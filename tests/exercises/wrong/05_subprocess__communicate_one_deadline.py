@@ -1,7 +1,7 @@
 import subprocess
 import sys
 
-COMMAND = [sys.executable, "-m", "ipckit.child"]
+COMMAND = [sys.executable, "-m", "ipckit.lessons.talk"]
 
 
 def talk(requests, timeout):

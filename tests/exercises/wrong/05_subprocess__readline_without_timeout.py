@@ -5,7 +5,7 @@ import threading
 
 from ipckit.lessons.talk import read_lines
 
-COMMAND = [sys.executable, "-m", "ipckit.child"]
+COMMAND = [sys.executable, "-m", "ipckit.lessons.talk"]
 
 
 def talk(requests, timeout):
