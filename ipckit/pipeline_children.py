@@ -340,7 +340,7 @@ class _Last:
         self.frame = frame
 
 
-QUEUED_BATCHES = 4  # batches' worth of items the producer makes ahead of its sender thread
+QUEUED_BATCHES = 2  # batches' worth of items the producer makes ahead of its sender thread
 _PLAIN = frozenset({int, float, complex, str, bytes, bool, type(None)})  # cannot change once yielded
 
 
