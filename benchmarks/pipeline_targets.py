@@ -57,7 +57,7 @@ from recording import describe_machine, write_block  # noqa: E402  (a module bes
 MiB = 2**20
 PREFETCH = 8  # the items a consumer may hold ahead in the prefetch rows
 SECTION = "## Ordered pipeline (benchmarks/pipeline_targets.py)"
-FULL = {"tiny": 20_000, "many": 400_000, "frames": 1_000, "arrays": 48, "slow arrays": 8, "ping-pong": 50_000}
+FULL = {"tiny": 20_000, "many": 400_000, "frames": 1_000, "arrays": 96, "slow arrays": 8, "ping-pong": 50_000}
 QUICK = {"tiny": 3_000, "many": 50_000, "frames": 300, "arrays": 8, "slow arrays": 3, "ping-pong": 5_000}
 
 # (row, section, unit): the sides, in the order they run and are shown
