@@ -8,12 +8,36 @@
 
 How it works. The producer process runs ``produce(*produce_args)`` and sends
 each item to main the moment it is yielded. A thread in main (the dispatcher)
-waits on every pipe *and* every child's sentinel at once (as
-``multiprocessing.connection.wait`` does, with one kept selector). It hands an
-item to a consumer only when that consumer is idle (each holds at most one
-item), keeps the rest in a FIFO, numbers items in hand-off order, and
-re-orders the results. Main forwards each item still pickled: only the
-consumer unpickles it, so a misbehaving item costs a consumer, never main.
+waits on every pipe *and* every child's sentinel at once (one kept
+``select.poll``). It hands an item to a consumer only when that consumer is
+idle (each holds at most one item: the *strict* hand-off), keeps the rest in a
+FIFO, numbers items in hand-off order, and puts the results in order for the
+caller's loop. The dispatcher reads only the frames' headers: an item's
+pickle goes from the producer to a consumer unopened, and a result's pickle is
+opened by the caller's own thread, so the dispatcher is free for the next
+hand-off at once.
+
+Two opt-ins trade the strict hand-off for speed with many cheap items:
+
+- ``prefetch=k``: a consumer may hold up to ``1 + k`` items, so it never waits
+  for main between two of them (the timeline shows them waiting at the
+  consumer: :meth:`Timeline.held`). The costs: items wait at a consumer rather
+  than in main, a consumer that dies or times out loses those too, and the
+  results of items a consumer got together go back together (a quick one's
+  result waits up to ``HOLD_RESULTS_AT_MOST`` plus the item it is then on).
+- ``chunksize=k``: items travel producer -> main -> consumer in batches of up
+  to ``k``. The producer sends whatever it has ready as soon as it may send, so
+  no item waits for a batch to fill; results still reach the loop one by one,
+  in order. A big array (see below) travels alone.
+
+Which to use: the strict hand-off (the default) when a consumer must not hold
+work it could lose, or when items are expensive (then the hand-off's cost
+disappears in the work, and an idle consumer always gets the next item);
+``prefetch`` and ``chunksize`` for many cheap items, where the hand-offs
+themselves are the cost. For cheap work on big arrays (``a * 2``), one process
+doing everything itself beats every multi-process option: copying an array
+into shared memory costs about what the work does
+(``ipckit.pipeline_speed.big_array_rates`` measures it).
 
 Errors keep their type. An exception in ``produce`` or ``consume`` reaches
 the caller's loop as itself (``except KeyError`` works), with the child's
@@ -23,29 +47,36 @@ one that cannot travel becomes :class:`WorkerError`; a child that dies becomes
 takes longer on one item is stopped and becomes :class:`WorkerTimeout`. In
 every case every child is stopped first (see :mod:`ipckit.run`).
 
-Bounded by default. The producer may only send an item when main grants it a
-credit; credits are capped so that at most ``buffer + consumers`` items are in
-the system (buffered, at a consumer, or done but not yet taken by the caller's
-loop), and the producer waits instead of memory growing. ``buffer`` defaults
-to 2 x consumers. ``buffer=None`` is unbounded: main then holds every item the
-producer is ahead by, so a fast producer of big items can fill main's memory.
-The timeline of events is off unless asked for (``timeline=True``), and even
-then keeps only the last ``TIMELINE_EVENTS``.
+Bounded by default. At most ``buffer + consumers x (1 + prefetch)`` hand-offs
+(items, or batches with ``chunksize``) are in the system at once: sent, in
+main, at a consumer, or done but not yet taken by the caller's loop. The
+caller's thread gives the producer a credit (a byte on a pipe) for each
+hand-off its loop has taken, and the producer waits when it has none, so
+memory does not grow. ``buffer`` defaults to 2 x consumers x (1 + prefetch)
+(twice that with ``chunksize``); ``buffer=None`` is unbounded: main then holds every item the producer is
+ahead by, so a fast producer can fill main's memory. The timeline of events
+is off unless asked for (``timeline=True``), and even then keeps only the last
+``TIMELINE_EVENTS``.
 
 Big arrays. A numpy array of at least ``SHARED_MEMORY_THRESHOLD`` bytes, as an
-item or a result, travels through a reused shared-memory slot
-(:class:`ipckit.shm.SlotPool`, owned by main); only a small reference crosses
-the pipes. Inside ``consume`` such an item is a view into its slot, valid
-during the call: copy it if you keep it. A result goes back in the item's slot
-(no copy at all when ``consume`` returns its input). The caller's loop gets
-such a result in its slot, without a copy, on loan: the slot is reused once
-the result and every view of it are dropped. While the caller holds
-``LENT_AT_MOST`` of them, further results are copied out (with ``pread``, so
-the slots' pages do not count in main's memory) and their slots reused at once.
-Slots are sized by the first big array; arrays that do not fit a slot, or
-arrive when no slot is free, are pickled through the pipe instead;
-:attr:`OrderedPipeline.stats` counts both ways. Where ``/dev/shm`` is short
-(a container's 64 MiB), the pool takes fewer slots, or none.
+item or as the result of such an item, travels through a reused
+shared-memory slot (:class:`ipckit.shm.SlotPool`, owned by main); only a
+small reference crosses the pipes. The pool is sized by the first big array,
+for what the consumers may hold, a few on their way and the results the
+caller may keep (not by the credit window); when every slot is in use the
+producer waits for one (counted in :attr:`OrderedPipeline.stats` as
+``"waited for a slot"``) rather than pickle.
+Only an array bigger than a slot, or one made when ``/dev/shm`` has no room
+for even two slots, is pickled (``"pickled"``). Inside ``consume`` such an item
+is a writable view into its slot, valid during the call: copy it if you keep
+it. **Compute in place** for the fastest path: ``np.multiply(a, 2, out=a);
+return a`` (or any contiguous part of ``a``) sends the result back with no
+copy at all; any other array result is copied into the item's slot once. The
+caller's loop gets such a result in its slot, without a copy, on loan: the
+slot is reused once the result and every view of it are dropped. While the
+caller holds ``LENT_AT_MOST`` of them, further results are copied out by the
+caller's thread (with ``pread``, so the slots' pages do not count in main's
+memory) and their slots reused at once.
 
 Lifecycle, as in ``concurrent.futures.process``. The dispatcher thread holds
 the pipeline's machinery but only a weak reference to the
@@ -59,14 +90,15 @@ and whichever thread started them: each watches a *lifeline*, a pipe whose only
 write end main holds (closed in every other process main forks), and leaves at
 once when it reads end-of-file.
 
-Main never blocks on a child that is busy in its own code: its messages to the
-producer wait in an outbox until the pipe has room, and the caller's thread
-only rings a doorbell (when it closes, drops a lent array, or takes the result
-that makes room for a waiting producer; not once per result).
+Main never blocks on a child that is busy in its own code: what it writes to
+a child waits in an outbox until the pipe has room, and the caller's thread
+rings the dispatcher's doorbell only when it closes, or when it gives back a
+slot the producer is waiting for.
 """
 import atexit
 import functools
 import multiprocessing.util  # noqa: F401  (its exit hook joins children: it must be registered before ours)
+import numbers
 import os
 import pickle
 import queue
@@ -77,21 +109,14 @@ from collections import deque, namedtuple
 
 from .checks import check_count, check_timeout
 from .context import get_context, require_importable, resolve_start_method
-from .pipeline_children import (
-    _LIVE,
-    SHARED_MEMORY_THRESHOLD,
-    _Channel,
-    _end_lifeline,
-    _new_lifeline,
-    _Outbox,
-    _run_consumer,
-    _run_producer,
-    _Watch,
-)
-from .run import WorkerDied, WorkerError, WorkerTimeout, add_note, child_error
-from .shm import NotEnoughSharedMemory, SlotPool
+from .errors import WorkerDied, WorkerError, WorkerTimeout, add_note
+from .pipeline_children import _LIVE, HOLD_RESULTS_AT_MOST, SHARED_MEMORY_THRESHOLD, end_lifeline, new_lifeline
+from .pipeline_dispatch import CLOSED, FAILED, LENT_AT_MOST, RESULT, dispatch
+from .pipeline_wire import IN_SLOT, LIST, MAX_CHUNKSIZE
 
 __all__ = [
+    "HOLD_RESULTS_AT_MOST",
+    "LENT_AT_MOST",
     "SHARED_MEMORY_THRESHOLD",
     "TIMELINE_EVENTS",
     "OrderedPipeline",
@@ -100,10 +125,6 @@ __all__ = [
     "WorkerError",
     "WorkerTimeout",
 ]
-UNBOUNDED_EXTRA_SLOTS = 4  # slots beyond one per consumer when the buffer is unbounded
-GRANTED_AHEAD = 2  # free slots the producer holds, so it never waits for one
-LENT_AT_MOST = 4  # results handed to the caller in their slot, without a copy, at one time
-STOP_GRACE = 0.5  # seconds a child gets to leave by itself before it is terminated
 POLL = 0.25  # seconds between the caller's checks that the dispatcher is alive
 TIMELINE_EVENTS = 100_000  # the most events a timeline keeps; the oldest go first
 
@@ -116,9 +137,11 @@ class Timeline:
     Times are seconds since the pipeline started, on ``time.perf_counter``, which
     is the same clock in every process on Linux and macOS. Events: ``produced``,
     ``sent`` (producer; later than produced when it waited for a credit),
-    ``received``, ``buffered``, ``handed``, ``emitted`` (main), ``started``,
-    ``finished`` (each consumer). A ring: it keeps the last ``keep`` events
-    and depths, so an endless stream costs bounded memory.
+    ``received``, ``buffered``, ``handed``, ``emitted`` (main), ``handed``,
+    ``started``, ``finished`` (each consumer). With ``chunksize`` an event is
+    about a whole batch, and ``seq`` is the number of its first item. A ring:
+    it keeps the last ``keep`` events and depths, so an endless stream costs
+    bounded memory.
     """
 
     def __init__(self, start, enabled=True, keep=None):
@@ -147,28 +170,25 @@ class Timeline:
     def processes(self):
         return sorted({row[1] for row in self._events}, key=lambda p: (p != "producer", p != "main", p))
 
+    def held(self, process):
+        """``(time, items held)`` for one consumer: up by one at each hand-off, down at each finish.
+
+        It never passes 1 in the strict hand-off, and reaches ``1 + prefetch``
+        when a consumer is handed items ahead.
+        """
+        changes = sorted(
+            (row[0], 1 if row[2] == "handed" else -1)
+            for row in self._events
+            if row[1] == process and row[2] in ("handed", "finished")
+        )
+        held, steps = 0, [(0.0, 0)]
+        for when, change in changes:
+            held += change
+            steps.append((when, held))
+        return steps
+
 
 # --- main -----------------------------------------------------------------------------
-
-
-class _Consumer:
-    def __init__(self, name, process, conn):
-        self.name, self.process, self.conn = name, process, conn
-        self.channel = _Channel(conn)
-        self.seq = None  # the item it holds; None when idle
-        self.deadline = None  # when it must have finished that item (with a timeout only)
-        self.has_pool = False
-
-
-class _Stop(Exception):
-    """Raised in the dispatcher to end the run with ``error`` for the caller (built, never raised itself)."""
-
-    def __init__(self, error):
-        self.error = error
-
-
-_NEVER = float("inf")
-_RESULT, _END, _FAILED, _CLOSED = "result", "end", "failed", "closed"  # kinds of what the caller's loop receives
 
 
 def _check_worker(func, name, method):
@@ -195,11 +215,22 @@ def _stop_processes(processes, grace):
 
 
 def _give_back(core_ref, slot):
-    """A lent result and all its views are gone (any thread, maybe inside the GC); weak, so a loan keeps nothing alive."""
+    """A lent result and all its views are gone (any thread, maybe inside the GC).
+
+    It holds the machinery weakly, so a loan keeps nothing alive."""
     core = core_ref()
     if core is not None:
-        core.returned.put(slot)
-        core.ring()
+        with core.loan_lock:
+            core.lent -= 1
+        core.return_slot(slot)
+
+
+class _Consumer:
+    def __init__(self, name, process, conn):
+        self.name, self.process, self.conn = name, process, conn
+        self.held = deque()  # (seq, count, slot) of each hand-off it holds, oldest first
+        self.deadline = None  # when it must have finished the oldest (with a timeout only)
+        self.has_pool = False
 
 
 class _Core:
@@ -210,22 +241,30 @@ class _Core:
     its dispatcher still runs; the dispatcher then stops everything.
     """
 
-    def __init__(self, consumers, buffer, timeout, timeline):
-        self.consumers, self.buffer, self.timeout, self.timeline = consumers, buffer, timeout, timeline
-        self.stats = {"items": 0, "via shared memory": 0, "pickled": 0}
-        self.out = queue.SimpleQueue()  # (kind, seq, value) for the caller, in order (C-implemented: cheap per item)
-        self.returned = queue.SimpleQueue()  # slots of lent results the caller has dropped
-        self.taken = 0  # results the caller's loop took; written by its thread only
-        self.wake_at = _NEVER  # ring when ``taken`` reaches this: the dispatcher waits for it to grant credits
+    def __init__(self, consumers, buffer, prefetch, chunksize, timeout, timeline):
+        self.consumers, self.prefetch, self.chunksize = consumers, prefetch, chunksize
+        self.timeout, self.timeline = timeout, timeline
+        self.capacity = None if buffer is None else buffer + consumers * (1 + prefetch)  # hand-offs in the system
+        self.stats = {"items": 0, "hand-offs": 0, "via shared memory": 0, "pickled": 0, "waited for a slot": 0}
+        self.out = queue.SimpleQueue()  # (kind, seq, count, in_slot, body, process) for the caller, in order
+        self.returned = queue.SimpleQueue()  # slots the caller's thread has finished with
+        self.slot_wanted = False  # the producer waits for a slot: ring when one comes back
         self.closing = False  # close() has begun, or the pipeline was dropped: stop
         self.closed = False  # close() has done all its work
         self.finished = False  # every result (or the failure) has reached the caller's loop
         self.lock = threading.RLock()  # guards the pipes' closing; re-entrant for finalizers
         self.stop_lock = threading.Lock()
+        self.loan_lock = threading.Lock()
         self.pool = None
+        self.lent = 0  # results the caller holds in their slots
+        self.lend_limit = 0
         self.producer = None
         self.workers = []
         self.items = self.control = None
+        self.credit_fd = None  # main's end of the producer's credit pipe (caller's thread only)
+        self.received = 0  # hand-offs the dispatcher has received (written by it only)
+        self.taken = 0  # hand-offs whose results the caller's loop has taken (written by its thread only)
+        self.step = max(1, (self.capacity or 0) // 2)  # credits go out in steps this big (and before any wait)
         self.lifeline = None
         self.thread = None
         self.owner = None
@@ -238,7 +277,9 @@ class _Core:
 
     def start(self, ctx, produce, args, consume):
         """Start the consumers, the producer, then the dispatcher thread."""
-        self.lifeline, lifeline_in = _new_lifeline()
+        from .pipeline_children import _run_consumer, _run_producer
+
+        self.lifeline, lifeline_in = new_lifeline()
         forked = ctx.get_start_method() == "fork"
         timed = self.timeline.enabled
         try:
@@ -246,7 +287,8 @@ class _Core:
                 main_end, child_end = ctx.Pipe()
                 inherited = (main_end.fileno(),) if forked else ()
                 process = ctx.Process(
-                    target=_run_consumer, args=(consume, child_end, lifeline_in, timed, inherited), name=f"consumer-{index}"
+                    target=_run_consumer, name=f"consumer-{index}",
+                    args=(consume, child_end, lifeline_in, timed, self.timeout is None, inherited),
                 )
                 self.workers.append(_Consumer(process.name, process, main_end))
                 try:
@@ -256,21 +298,28 @@ class _Core:
             items_in, items_out = ctx.Pipe(duplex=False)
             control_in, control_out = ctx.Pipe(duplex=False)
             self.items, self.control = items_in, control_out
-            inherited = (items_in.fileno(), control_out.fileno()) if forked else ()
-            bounded = self.buffer is not None
+            credits_in = credits_out = None
+            if self.capacity is not None:
+                credits_in, credits_out = ctx.Pipe(duplex=False)
+                self.credit_fd = os.dup(credits_out.fileno())
+                credits_out.close()
+                os.set_blocking(self.credit_fd, False)
+            mine = [items_in.fileno(), control_out.fileno()] + ([self.credit_fd] if self.credit_fd is not None else [])
             self.producer = ctx.Process(
                 target=_run_producer,
-                args=(produce, args, items_out, control_in, lifeline_in, bounded, timed, inherited),
+                args=(produce, args, items_out, control_in, credits_in, lifeline_in, self.capacity, self.chunksize,
+                      timed, tuple(mine) if forked else ()),
                 name="producer",
             )
             try:
                 self.producer.start()
             finally:
-                items_out.close()
-                control_in.close()
+                for conn in (items_out, control_in, credits_in):
+                    if conn is not None:
+                        conn.close()
         finally:
             lifeline_in.close()  # the children have their own copies
-        self.thread = threading.Thread(target=_dispatch, args=(self,), name="ipckit-pipeline", daemon=True)
+        self.thread = threading.Thread(target=dispatch, args=(self,), name="ipckit-pipeline", daemon=True)
         self.thread.start()
 
     def processes(self):
@@ -292,25 +341,67 @@ class _Core:
         self.closing = True
         self.ring()
 
+    def return_slot(self, slot):
+        """The caller's side is done with a slot (any thread): the dispatcher gives it to the producer again."""
+        self.returned.put(slot)
+        if self.slot_wanted:
+            self.ring()
+
+    # -- the caller's thread -------------------------------------------------------------
+
+    def pay(self, owed):
+        """Write ``owed`` credits (one byte each) for the producer; return how many went (caller's thread)."""
+        with self.lock:
+            if self.credit_fd is None:
+                return owed
+            try:
+                return os.write(self.credit_fd, _CREDITS[: min(owed, len(_CREDITS))])
+            except BlockingIOError:  # the producer has a pipe full of credits: plenty for now
+                return 0
+            except OSError:  # the producer has finished or gone
+                return owed
+
+    def receive_array(self, ref):
+        """A result in its slot: lent to the caller without a copy, or copied out once enough are lent."""
+        pool = self.pool
+        with self.loan_lock:
+            lend = self.lent < self.lend_limit
+            if lend:
+                self.lent += 1
+        try:
+            if lend:
+                return pool.lend(ref, self.give_back)
+            array = pool.copy_out(ref)
+        except ValueError:
+            if self.closing:  # closed under the loop, from another thread
+                raise ValueError(_CLOSED_MESSAGE) from None
+            raise
+        self.return_slot(ref.slot)
+        return array
+
     # -- stopping ----------------------------------------------------------------------
 
     def stop_children(self, grace):
-        """Stop every child and free the slots. Safe from any thread and again and again."""
+        """Stop every child. Safe from any thread and again and again."""
         with self.stop_lock:
             _stop_processes(self.processes(), grace)
-            if self.pool is not None:
-                self.pool.close()  # never raises, even while the caller still holds lent results
+
+    def close_pool(self):
+        """Free the slots (never raises, even while the caller still holds lent results)."""
+        if self.pool is not None:
+            self.pool.close()
 
     def release(self):
         """Close main's ends of every pipe, the lifeline included. Only once the dispatcher no longer uses them."""
         with self.lock:
-            fds, self.wake_read, self.wake_write = (self.wake_read, self.wake_write), None, None
+            fds = (self.wake_read, self.wake_write, self.credit_fd)
+            self.wake_read = self.wake_write = self.credit_fd = None
             lifeline, self.lifeline = self.lifeline, None
             for fd in fds:
                 if fd is not None:
                     os.close(fd)
             if lifeline is not None:
-                _end_lifeline(lifeline)
+                end_lifeline(lifeline)
             for conn in [w.conn for w in self.workers] + [self.items, self.control]:
                 if conn is not None:
                     conn.close()
@@ -338,6 +429,7 @@ class _Core:
         if other:
             thread.join(2.0)  # it stops the children and closes the pipes itself
         self.stop_children(grace=0.0)
+        self.close_pool()
         if other and thread.is_alive():
             thread.join(2.0)  # it was writing to a child that has now gone
         if thread is None or not thread.is_alive():  # never close what the dispatcher still uses
@@ -345,28 +437,14 @@ class _Core:
         self.closed = True
 
 
+_CREDITS = b"\x01" * 4096
+
+
 @atexit.register
 def _close_at_exit():
     """At interpreter exit, stop what is still running (before multiprocessing joins its children)."""
     for core in list(_LIVE):
         core.close()
-
-
-def _dispatch(core):
-    """The dispatcher thread: run, then stop the children, tell the caller how it ended, close the pipes."""
-    outcome = (_CLOSED, None, None)
-    try:
-        try:
-            if _Dispatcher(core).run():
-                outcome = (_END, None, None)
-        except _Stop as stop:
-            outcome = (_FAILED, None, stop.error)
-        except BaseException as exc:  # a bug here: stop the children, tell the caller
-            outcome = (_FAILED, None, exc)
-        core.stop_children(STOP_GRACE if outcome[0] is _END else 0.0)
-    finally:
-        core.out.put(outcome)
-        core.release()
 
 
 def _unpickling_failed(exc, process, seq):
@@ -380,287 +458,73 @@ def _unpickling_failed(exc, process, seq):
     return error
 
 
-class _Dispatcher:
-    """Main's side of the pipeline, run in one thread: every decision about items, consumers and credits.
+def _results(core):
+    """The caller's side: every result in order, one at a time, unpickled here (off the dispatcher's path).
 
-    State: ``fifo`` holds (seq, blob, slot) waiting for an idle consumer;
-    ``done`` holds results that finished before an earlier one; each consumer's
-    ``seq`` is the item it holds (None when idle); ``slot_of`` maps an item to
-    the slot it occupies until its result is out of that slot.
+    The dispatcher puts a list of entries per round, ``(RESULT, seq, count,
+    flags, body, process)``: ``body`` is the result's pickle (a batch's list of
+    results with the LIST flag; an ArrayRef to a result in its slot with
+    IN_SLOT). For each hand-off whose results the loop has taken, the producer
+    gets a credit; they are written in steps of half the capacity, and before
+    this thread waits while fewer than a step are still to come (the producer
+    may be waiting for them; with more on their way, this thread will wake for
+    them and pay then).
     """
-
-    def __init__(self, core):
-        self.core = core
-        self.timeline = core.timeline
-        self.fifo = deque()
-        self.done = {}
-        self.next_out = 0  # the seq of the next result the caller gets
-        self.total = None  # how many items there are, once the producer says "done"
-        self.producer_alive = True
-        self.received = 0  # items received from the producer
-        self.allowed = 0  # items the producer may send in all (bounded buffer only)
-        self.emitted = 0  # results put in the caller's queue
-        self.granted_slots = set()
-        self.slot_of = {}
-        self.lent = 0  # results the caller holds in their slots
-        self.lend_limit = 0
-        self.capacity = None if core.buffer is None else core.buffer + core.consumers
-        self.step = max(1, (self.capacity or 0) // 2)  # credits go out in steps this big
-
-    # -- the loop ----------------------------------------------------------------------
-
-    def run(self):
-        """Return True when every result is out, False when the pipeline was closed or dropped first."""
-        core = self.core
-        self.items, self.control = _Channel(core.items), _Outbox(core.control)
-        roles = {core.items: "items", core.producer.sentinel: "producer", core.wake_read: "wake"}
-        for worker in core.workers:
-            roles[worker.conn] = worker
-            roles[worker.process.sentinel] = worker
-        watch = _Watch(roles)
-        try:
-            while self.total is None or self.next_out < self.total:
-                self.allow_more()
-                watch.want_write(core.control, bool(self.control.waiting))
-                for handle in watch.ready(self.until_deadline()):
-                    role = roles.get(handle)
-                    if handle is core.control:
-                        self.control.flush()
-                    elif role is None:
-                        continue  # forgotten earlier in this round
-                    elif role == "wake":
-                        if not self.on_wake():
-                            return False
-                    elif role == "items":
-                        for message in self.receive(self.items, core.producer):
-                            if self.on_producer_message(message):
-                                del roles[handle]
-                                watch.forget(handle)
-                    elif role == "producer" or handle is role.process.sentinel:
-                        del roles[handle]
-                        watch.forget(handle)
-                        self.on_exit(role)
-                    else:
-                        self.on_consumer_ready(role)
-                if core.timeout is not None:
-                    self.check_deadlines()
-                self.emit_in_order()
-        finally:
-            watch.close()
-        for worker in core.workers:  # let the consumers leave by themselves
+    out, loads, timeline = core.out, pickle.loads, core.timeline
+    credits = core.credit_fd is not None
+    owed, step = 0, core.step
+    while True:
+        if core.closing:
+            raise ValueError(_CLOSED_MESSAGE)
+        if out.empty():
+            if owed and core.received - core.taken < step:  # few left to come: the producer must not wait
+                owed -= core.pay(owed)
+            entries = _wait_for_results(core)
+        else:
+            entries = out.get()
+        for entry in entries:
+            if entry[0] is not RESULT:
+                core.finished = True
+                core.close_pool()  # every result before this one has been lent or copied
+                if entry[0] is FAILED:
+                    raise entry[2]
+                if entry[0] is CLOSED:
+                    raise ValueError(_CLOSED_MESSAGE)
+                return
+            if core.closing:
+                raise ValueError(_CLOSED_MESSAGE)
+            _, seq, count, flags, body, process = entry
             try:
-                worker.channel.send(("stop",))
-            except OSError:
-                pass
-        return True
+                value = loads(body)
+            except BaseException as exc:  # the result's own unpickling failed: end the run, keep the error's type
+                core.finished = True
+                core.close()
+                raise _unpickling_failed(exc, process, seq) from None
+            if flags & IN_SLOT:
+                value = core.receive_array(value)
+            if timeline.enabled:
+                timeline.add(time.perf_counter(), "main", "emitted", seq)
+            if flags & LIST:
+                yield from value[:-1]
+                value = value[-1]
+            core.taken += 1
+            if credits:
+                owed += 1
+                if owed >= step:
+                    owed -= core.pay(owed)
+            yield value
 
-    @staticmethod
-    def receive(channel, process, seq=None):
-        """Read what ``process`` has sent; its error record, its death, or a result that will not unpickle end the run."""
+
+def _wait_for_results(core):
+    """Block until the dispatcher has something for the caller, checking now and then that it still runs."""
+    while True:
         try:
-            arrived = list(channel.messages())
-        except (EOFError, ConnectionResetError):
-            process.join(1.0)
-            raise _Stop(WorkerDied(process.name, process.exitcode)) from None
-        except BaseException as exc:  # only a result can fail here: main unpickles nothing else of the user's
-            raise _Stop(_unpickling_failed(exc, process.name, seq)) from None
-        for message in arrived:
-            if message[0] == "error":
-                raise _Stop(child_error(process.name, message))
-            yield message
-
-    # -- events ------------------------------------------------------------------------
-
-    def on_wake(self):
-        """The caller took results, dropped lent ones, or closed or dropped the pipeline (then return False)."""
-        core = self.core
-        try:
-            os.read(core.wake_read, 1 << 16)  # empty the doorbell; what rang is in the fields below
-        except BlockingIOError:
-            pass
-        if core.closing or core.owner() is None:
-            return False
-        while True:
-            try:
-                slot = core.returned.get_nowait()
-            except queue.Empty:
-                return True
-            self.lent -= 1
-            core.pool.release(slot)
-            self.grant_slots()
-
-    def on_producer_message(self, message):
-        """Handle one item, a request for slots, or the end of the stream (then return True: the pipe is done)."""
-        if message[0] == "done":
-            self.total, self.producer_alive = message[1], False
-            return True
-        if message[0] == "slots?":
-            self.make_pool(message[1])
-            self.grant_slots()
-        else:
-            self.on_item(*message[1:])
-        return False
-
-    def on_exit(self, role):
-        """A child's sentinel fired. Usually end-of-file on its pipe has already said it died; this
-        catches a death while another process still holds that pipe's other end (fork inheritance)."""
-        if role == "producer":
-            self.producer_alive = False
-            name, process, channel, expected = "producer", self.core.producer, self.items, self.total is not None
-        else:
-            name, process, channel, expected = role.name, role.process, role.channel, False
-        if not expected and not channel.has_message() and not channel.conn.poll(0):
-            process.join(1.0)
-            raise _Stop(WorkerDied(name, process.exitcode))
-
-    def on_item(self, seq, produced, sent, blob, slot, pickled_big):
-        core, t = self.core, self.timeline
-        now = time.perf_counter() if t.enabled else 0.0
-        idle = next((w for w in core.workers if w.seq is None), None)
-        if idle is not None and not self.fifo:
-            self.hand(idle, seq, blob, slot)  # first: a consumer is waiting; the bookkeeping can wait
-        else:
-            self.fifo.append((seq, blob, slot))
-            if t.enabled:
-                t.add(now, "main", "buffered", seq)
-                t.add_depth(now, len(self.fifo))
-        self.received += 1
-        if t.enabled:
-            t.add(produced, "producer", "produced", seq)
-            t.add(sent, "producer", "sent", seq)
-            t.add(now, "main", "received", seq)
-        core.stats["items"] += 1
-        if slot is not None:
-            self.granted_slots.discard(slot)
-            self.slot_of[seq] = slot
-            core.stats["via shared memory"] += 1
-        elif pickled_big:
-            core.stats["pickled"] += 1  # bigger than a slot, or no slot was free
-        self.grant_slots()
-
-    def on_consumer_ready(self, worker):
-        """A consumer sent its result, so it is idle: hand it the next item first (until then it
-        waits, and that wait is the pipeline's own cost per item), then file the result."""
-        results = list(self.receive(worker.channel, worker.process, worker.seq))
-        if not results:
-            return  # part of a big result: the rest is on its way
-        worker.seq = None
-        if self.fifo:
-            self.hand(worker, *self.fifo.popleft())
-            if self.timeline.enabled:
-                self.timeline.add_depth(time.perf_counter(), len(self.fifo))
-        for message in results:
-            self.on_result(worker, *message[1:])
-
-    def on_result(self, worker, seq, started, finished, result, slotted):
-        if self.timeline.enabled:
-            self.timeline.add(started, worker.name, "started", seq)
-            self.timeline.add(finished, worker.name, "finished", seq)
-        core = self.core
-        pool, slot = core.pool, self.slot_of.pop(seq, None)
-        if slotted and self.lent < self.lend_limit:  # the result lies in the item's slot: lend it, no copy
-            self.done[seq] = pool.lend(result, core.give_back)
-            self.lent += 1
-            return
-        if slotted:  # the caller holds enough already: copy it out (pread: main maps no slot pages)
-            result = pool.copy_out(result)
-        self.done[seq] = result
-        if slot is not None:
-            pool.release(slot)
-            self.grant_slots()
-
-    def emit_in_order(self):
-        while self.next_out in self.done:
-            self.core.out.put((_RESULT, self.next_out, self.done.pop(self.next_out)))
-            self.next_out += 1
-            self.emitted += 1
-
-    def until_deadline(self):
-        """Seconds until the earliest busy consumer's deadline (None without a timeout, or when none is busy)."""
-        if self.core.timeout is None:
-            return None
-        deadlines = [w.deadline for w in self.core.workers if w.seq is not None]
-        return max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
-
-    def check_deadlines(self):
-        """A consumer past its deadline is killed at once (it may be stuck for good), and the run ends."""
-        now = time.monotonic()
-        for worker in self.core.workers:
-            if worker.seq is not None and worker.deadline <= now:
-                worker.process.kill()
-                worker.process.join(1.0)
-                raise _Stop(WorkerTimeout(worker.name, self.core.timeout, worker.seq))
-
-    # -- actions -----------------------------------------------------------------------
-
-    def hand(self, worker, seq, blob, slot):
-        core = self.core
-        send_pool = None
-        if slot is not None and not worker.has_pool:
-            send_pool, worker.has_pool = core.pool, True
-        now = time.perf_counter() if self.timeline.enabled else 0.0  # before sending: the consumer may start at once
-        try:
-            worker.channel.send(("item", seq, blob, slot, send_pool))
-        except OSError:  # the consumer died while we were sending
-            worker.process.join(1.0)
-            raise _Stop(WorkerDied(worker.name, worker.process.exitcode)) from None
-        worker.seq = seq
-        if core.timeout is not None:
-            worker.deadline = time.monotonic() + core.timeout
-        if self.timeline.enabled:
-            self.timeline.add(now, "main", "handed", seq)
-            self.timeline.add(now, worker.name, "handed", seq)
-
-    def allow_more(self):
-        """Bounded buffer: let the producer send as many items as leave at most ``capacity`` in the system.
-
-        Results the caller's loop has not taken yet count too. Allowances go out
-        in steps of half the capacity, so that messages and wake-ups come in
-        batches. Items at a consumer or in main move on with an event the
-        dispatcher sees; a result the caller takes does not. So while the
-        producer has used every credit, ``wake_at`` names the take that makes a
-        step of room, and the caller's thread rings then, and only then
-        (``wake_at`` is set before ``taken`` is read, so no take is missed).
-        """
-        if self.capacity is None or not self.producer_alive:
-            return
-        core = self.core
-        in_main = len(self.fifo) + sum(w.seq is not None for w in core.workers) + len(self.done)
-        if self.received >= self.allowed:  # the producer has used every credit: it waits, or soon will
-            core.wake_at = self.emitted + in_main - self.capacity + self.step
-        else:
-            core.wake_at = _NEVER
-        held = in_main + self.emitted - core.taken
-        allowed = self.received + self.capacity - held
-        if allowed >= self.allowed + self.step:
-            self.allowed = allowed
-            self.control.post(("allow", allowed))  # the total so far, so a newer one replaces a waiting one
-
-    def make_pool(self, slot_bytes):
-        """Slots for every item the system may hold, those granted ahead, and those lent; fewer if
-        /dev/shm is short (then nothing is lent); none at all if not even two fit (all pickled)."""
-        core = self.core
-        working = (self.capacity or core.consumers + UNBOUNDED_EXTRA_SLOTS) + GRANTED_AHEAD
-        slots = working + LENT_AT_MOST
-        pool = None
-        while pool is None and slots >= 2:
-            try:
-                pool = SlotPool(slots, slot_bytes)
-            except NotEnoughSharedMemory:
-                slots //= 2
-        core.pool = pool
-        if pool is not None:
-            self.lend_limit = max(0, pool.slots - working)
-        self.control.post(("pool", pool))
-
-    def grant_slots(self):
-        pool = self.core.pool
-        if pool is None or not self.producer_alive:
-            return
-        while len(self.granted_slots) < GRANTED_AHEAD and pool.free_slots:
-            slot = pool.acquire()
-            self.granted_slots.add(slot)
-            self.control.post(("slot", slot))
+            return core.out.get(timeout=POLL)
+        except queue.Empty:
+            if core.closing:
+                raise ValueError(_CLOSED_MESSAGE) from None
+            if not core.thread.is_alive() and core.out.empty():
+                raise RuntimeError("the pipeline's dispatcher thread ended without a word (a bug in ipckit)") from None
 
 
 _AUTO = "auto"
@@ -677,36 +541,57 @@ class OrderedPipeline:
     call :meth:`close`): leaving the block, early or not, stops every child and
     frees all shared memory.
 
-    - ``buffer``: how many items main may hold beyond one per consumer;
-      ``"auto"`` (the default) is 2 x consumers. ``None`` is unbounded: the
-      producer never waits, and main holds every item it is ahead by (memory
-      grows with the stream while consumers are slower).
+    - ``buffer``: how many hand-offs main may hold beyond those at consumers;
+      ``"auto"`` (the default) is 2 x consumers x (1 + prefetch), twice that
+      with ``chunksize`` (more batches on their way hide the time each takes
+      to travel). ``None`` is unbounded: the producer never waits, and main
+      holds every item it is ahead by (memory grows with the stream while
+      consumers are slower).
+    - ``prefetch``: items a consumer may hold beyond the one it works on
+      (default 0: the strict hand-off, each consumer holds one item).
+    - ``chunksize``: the most items in one hand-off (default 1). Batches form
+      from what the producer has ready; none waits to be filled.
     - ``timeline``: record every event for :func:`ipckit.plots.plot_timeline`
       (off by default; when on, the last ``TIMELINE_EVENTS`` are kept).
-    - ``timeout``: seconds a consumer may take on one item; a slower one is
-      stopped and the loop raises :class:`WorkerTimeout` (default: no limit).
+    - ``timeout``: seconds a consumer may take on one item (a batch of n items
+      gets n x timeout); a slower one is stopped and the loop raises
+      :class:`WorkerTimeout` (default: no limit).
+
+    ``stats`` counts the ``items``, the ``hand-offs`` (items, or batches), the
+    big arrays that went ``via shared memory`` or were ``pickled``, and the
+    times the producer ``waited for a slot`` (that one depends on timing).
     """
 
     def __init__(self, produce, consume, produce_args=(), consumers=1, buffer=_AUTO, start_method=None,
-                 timeline=False, timeout=None):
+                 timeline=False, timeout=None, prefetch=0, chunksize=1):
         method = resolve_start_method(start_method)
         _check_worker(produce, "produce", method)
         _check_worker(consume, "consume", method)
         if isinstance(produce_args, (str, bytes)) or not isinstance(produce_args, (tuple, list)):
             raise TypeError(f"produce_args must be a tuple of arguments for produce, not {produce_args!r}")
         self.consumers = check_count(consumers, "consumers")
+        self.prefetch = _check_option(prefetch, "prefetch", 0, "items a consumer may hold beyond the one it works on; "
+                                      "0 is the strict hand-off")
+        self.chunksize = _check_option(chunksize, "chunksize", 1, "the most items in one hand-off; 1 sends each alone")
+        if self.chunksize > MAX_CHUNKSIZE:
+            raise ValueError(f"chunksize must be at most {MAX_CHUNKSIZE:,}, not {self.chunksize:,}")
         if isinstance(buffer, str) and buffer == _AUTO:
-            self.buffer = 2 * self.consumers
+            self.buffer = (2 if self.chunksize == 1 else 4) * self.consumers * (1 + self.prefetch)
         elif buffer is None:
             self.buffer = None
         elif isinstance(buffer, str):
-            raise TypeError(f"buffer must be a whole number, 'auto' (2 x consumers) or None (unbounded), not {buffer!r}")
+            raise TypeError(
+                f"buffer must be a whole number, 'auto' (2 x consumers) or None (unbounded), not {buffer!r} "
+                "(with prefetch, 'auto' is 2 x consumers x (1 + prefetch))"
+            )
         else:
             self.buffer = check_count(buffer, "buffer")
         self.timeout = None if timeout is None else check_timeout(timeout)
         self.start_method = method
-        core = self._core = _Core(self.consumers, self.buffer, self.timeout, Timeline(time.perf_counter(), bool(timeline)))
+        core = self._core = _Core(self.consumers, self.buffer, self.prefetch, self.chunksize, self.timeout,
+                                  Timeline(time.perf_counter(), bool(timeline)))
         self.stats, self.timeline = core.stats, core.timeline
+        self._results = _results(core)
         core.owner = weakref.ref(self, core.abandon)  # the only reference the machinery keeps to this object
         _LIVE.add(core)
         try:
@@ -736,32 +621,24 @@ class OrderedPipeline:
         self.close()
 
     def __iter__(self):
-        return self
+        return self._live_results()  # a generator: the fast path for `for result in pipe`
 
     def __next__(self):
         core = self._core
-        while True:
-            if core.finished:
-                raise StopIteration
-            if core.closing:
-                raise ValueError(_CLOSED_MESSAGE)
-            try:
-                kind, seq, value = core.out.get(timeout=POLL)
-            except queue.Empty:
-                if not core.thread.is_alive() and core.out.empty():
-                    raise RuntimeError("the pipeline's dispatcher thread ended without a word (a bug in ipckit)") from None
-                continue
-            if kind is _RESULT:
-                if core.timeline.enabled:
-                    core.timeline.add(time.perf_counter(), "main", "emitted", seq)
-                core.taken += 1  # frees a credit for the producer
-                if core.taken >= core.wake_at:
-                    core.wake_at = _NEVER
-                    core.ring()
-                return value
-            if kind is _CLOSED:
-                raise ValueError(_CLOSED_MESSAGE)
-            core.finished = True
-            if kind is _FAILED:
-                raise value
-            raise StopIteration
+        if core.closing and not core.finished:
+            raise ValueError(_CLOSED_MESSAGE)
+        return next(self._live_results())
+
+    def _live_results(self):
+        """The results generator; a new one, going on where it stopped, if Ctrl-C ended the last one while it waited."""
+        if self._results.gi_frame is None and not self._core.finished:
+            self._results = _results(self._core)
+        return self._results
+
+
+def _check_option(value, name, minimum, meaning):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a whole number ({meaning}), not {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum} ({meaning}), not {value}")
+    return int(value)

@@ -1,21 +1,24 @@
-"""The ordered pipeline's children, and what they and main speak over the pipes.
+"""The ordered pipeline's children: what the producer and the consumers run.
 
 ``ipckit.pipeline`` is main's side and the public API; this module holds what
-the producer and consumer processes run (so a spawned child imports only
-this), the framing of messages over raw pipes, and the *lifeline* that ties
-every child to main: a pipe whose only write end main holds, watched by a
-thread in each child that ends the process at end-of-file. It works under
-fork, spawn and forkserver alike, whichever thread started the children
-(``PR_SET_PDEATHSIG`` would fire when that *thread* exits).
+the producer and consumer processes run (so a spawned child imports only this
+and ``ipckit.pipeline_wire``, the frames that cross the pipes), and the
+*lifeline* that ties every child to main: a pipe whose only write end main
+holds, watched by a thread in each child that ends the process at
+end-of-file. It works under fork, spawn and forkserver alike, whichever
+thread started the children (``PR_SET_PDEATHSIG`` would fire when that
+*thread* exits).
 
 What a child does that may fail is named in its error record ("on item 4",
 "while pickling the result of item 4"), so the caller's exception says it.
 """
+import functools
+import math
 import os
 import pickle
-import selectors
+import queue
+import select
 import signal
-import struct
 import threading
 import time
 import weakref
@@ -24,171 +27,31 @@ from multiprocessing.connection import Connection
 
 import numpy as np
 
-from .run import error_record
+from .errors import error_record
+from .pipeline_wire import (
+    BATCH,
+    BIG_PICKLED,
+    DONE,
+    ERROR,
+    HEADER,
+    IN_SLOT,
+    ITEM,
+    LIST,
+    POOL,
+    RESULT,
+    SLOT,
+    STOP,
+    WAITED,
+    WANT_POOL,
+    WANT_SLOT,
+    Reader,
+    frame,
+    write_all,
+)
+from .shm import ArrayRef
 
 SHARED_MEMORY_THRESHOLD = 64 * 1024  # bytes; smaller arrays are cheaper to pickle
-
-
-# --- what crosses the pipes -----------------------------------------------------------
-
-_HEADER = struct.Struct("!Q")  # the length of the pickle that follows
-
-
-class _Channel:
-    """Messages over one end of a Pipe: a length, then a pickle.
-
-    ``Connection.send`` / ``recv`` build a ForkingPickler per message and make two
-    system calls per receive. A pipeline message is a small tuple, so here the C
-    pickler writes it in one call, and a read takes whatever has arrived (often
-    several messages at once) into a buffer that :meth:`messages` empties.
-    """
-
-    def __init__(self, conn):
-        self.conn = conn
-        self._fd = conn.fileno()
-        self._buffer = bytearray()
-
-    @staticmethod
-    def frame(message):
-        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-        return _HEADER.pack(len(data)) + data
-
-    def send(self, message):
-        view = memoryview(self.frame(message))  # pickled whole first: a failure writes nothing
-        while view:
-            view = view[os.write(self._fd, view):]
-
-    def fill(self):
-        """Read what has arrived (call it when the pipe is readable); EOFError at its end."""
-        chunk = os.read(self._fd, 1 << 16)
-        if not chunk:
-            raise EOFError
-        self._buffer += chunk
-
-    def has_message(self):
-        if len(self._buffer) < _HEADER.size:
-            return False
-        return len(self._buffer) >= _HEADER.size + _HEADER.unpack_from(self._buffer)[0]
-
-    def take(self):
-        """The next whole message in the buffer (check :meth:`has_message` first)."""
-        end = _HEADER.size + _HEADER.unpack_from(self._buffer)[0]
-        try:
-            with memoryview(self._buffer) as view, view[_HEADER.size:end] as data:
-                return pickle.loads(data)
-        finally:
-            del self._buffer[:end]  # cheap: a bytearray drops its front without moving the rest
-
-    def messages(self):
-        """Fill once, then yield every whole message that has arrived."""
-        self.fill()
-        while self.has_message():
-            yield self.take()
-
-
-class _Outbox(_Channel):
-    """Main's channel to the producer: never blocks main.
-
-    A producer busy in its own code reads nothing, so a blocking write of one
-    message too many would stop main, and with it every consumer. Messages wait
-    here instead, and go out when the pipe has room (main then waits for
-    "writable" too). A new allowance replaces one still waiting: only the
-    highest counts.
-    """
-
-    def __init__(self, conn):
-        super().__init__(conn)
-        os.set_blocking(self._fd, False)
-        self.waiting = deque()
-        self.closed = False
-
-    def post(self, message):
-        if self.closed:
-            return
-        if message[0] == "allow" and self.waiting and self.waiting[-1][0] == "allow":
-            self.waiting[-1] = message
-        else:
-            self.waiting.append(message)
-        self.flush()
-
-    def flush(self):
-        """Write what fits; return True while something is still waiting."""
-        while self.waiting and not self.closed:
-            frame = self.frame(self.waiting[0])  # small: a write of it is all or nothing
-            try:
-                os.write(self._fd, frame)
-            except BlockingIOError:
-                return True
-            except (BrokenPipeError, ConnectionResetError):  # the producer has finished or died
-                self.closed = True
-                self.waiting.clear()
-                return False
-            self.waiting.popleft()
-        return False
-
-
-class _Orphaned(Exception):
-    """Main has closed its end: a child stops quietly."""
-
-
-class _FromMain(_Channel):
-    """A child's end of its pipe from main."""
-
-    def __init__(self, conn):
-        super().__init__(conn)
-        self._watch = _Watch([conn])
-
-    def waiting(self):
-        """True if a message is here or has arrived (``conn.poll(0)`` would build a selector per call)."""
-        if not self.has_message() and self._watch.ready(0):
-            self._fill_or_orphan()
-        return self.has_message()
-
-    def recv(self):
-        """The next message; raises _Orphaned if main has closed its end."""
-        while not self.has_message():
-            self._fill_or_orphan()  # blocks until something arrives
-        return self.take()
-
-    def _fill_or_orphan(self):
-        try:
-            self.fill()
-        except (EOFError, ConnectionResetError):
-            raise _Orphaned from None
-
-
-class _Watch:
-    """Wait on several pipes and sentinels, like ``multiprocessing.connection.wait``, many times over.
-
-    ``connection.wait`` builds a new selector on every call; the pipeline waits
-    once per message, so it keeps one selector and registers each handle once.
-    """
-
-    def __init__(self, handles):
-        self._selector = selectors.DefaultSelector()
-        for handle in handles:
-            self._selector.register(handle, selectors.EVENT_READ)
-
-    def forget(self, handle):
-        self._selector.unregister(handle)
-
-    def want_write(self, handle, wanted):
-        """Also wake when ``handle`` can be written to (while ``wanted``)."""
-        registered = handle in self._keys()
-        if wanted and not registered:
-            self._selector.register(handle, selectors.EVENT_WRITE)
-        elif not wanted and registered:
-            self._selector.unregister(handle)
-
-    def _keys(self):
-        return {key.fileobj for key in self._selector.get_map().values()}
-
-    def ready(self, timeout=None):
-        return [key.fileobj for key, _ in self._selector.select(timeout)]
-
-    def close(self):
-        self._selector.close()
-
+HOLD_RESULTS_AT_MOST = 0.001  # seconds a consumer holds a result while it works on items that came with it
 
 # --- children die with main: the lifeline ---------------------------------------------
 
@@ -211,7 +74,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pipelines_in_child)
 
 
-def _new_lifeline():
+def new_lifeline():
     """A pipe main never writes to: main keeps the write end (an fd), children get the read end.
 
     Its write end is not inherited by exec'd programs (``os.pipe`` makes it so)
@@ -224,7 +87,7 @@ def _new_lifeline():
     return write_fd, Connection(read_fd, writable=False)  # a Connection travels to spawn and forkserver children
 
 
-def _end_lifeline(write_fd):
+def end_lifeline(write_fd):
     _LIFELINES.discard(write_fd)  # forget it first: a fork in between must not close a reused number
     os.close(write_fd)
 
@@ -256,7 +119,17 @@ def _become_a_worker(close_fds, lifeline):
     _watch_lifeline(lifeline)
 
 
-# --- the children ---------------------------------------------------------------------
+class _Orphaned(Exception):
+    """Main has closed its end: a child stops quietly."""
+
+
+def _report(fd, exc, doing, held=()):
+    """Send the results not sent yet, then an exception, to main (if main has gone, no one is left to tell)."""
+    error = frame(ERROR, body=pickle.dumps(error_record(exc, doing), protocol=pickle.HIGHEST_PROTOCOL))
+    try:
+        write_all(fd, b"".join([*held, error]))
+    except OSError:
+        pass
 
 
 def _is_big_array(value):
@@ -264,127 +137,470 @@ def _is_big_array(value):
     return type(value) is np.ndarray and value.dtype.kind in "biufc" and value.nbytes >= SHARED_MEMORY_THRESHOLD
 
 
-def _fits(pool, array):
-    return pool is not None and array.nbytes <= pool.slot_bytes
+class _SlotBytes:
+    """Every slot of a pool as a writable uint8 array, made once per slot.
+
+    ``SlotPool.write`` and ``SlotPool.view`` check their arguments and build a
+    view on every call (about 20 µs for a 77 KB frame, ten times the copy
+    itself); a child that moves thousands of items per second keeps one view
+    per slot instead, made through the pool's own ``view``, and cuts arrays
+    from it.
+    """
+
+    def __init__(self, pool):
+        self.pool = pool
+        self._views = {}
+        self._opened = []  # the pool's view contexts, left when the pool closes
+
+    def _slot(self, slot):
+        view = self._views.get(slot)
+        if view is None:
+            context = self.pool.view(self.pool.ref(slot, (self.pool.slot_bytes,), np.uint8))
+            view = self._views[slot] = context.__enter__()
+            self._opened.append(context)
+        return view
+
+    def array(self, ref):
+        """The array ``ref`` (an ArrayRef made by this pool) describes, in place."""
+        dtype = np.dtype(ref.dtype)
+        start = ref.offset - ref.slot * self.pool.stride
+        nbytes = math.prod(ref.shape) * dtype.itemsize
+        return self._slot(ref.slot)[start:start + nbytes].view(dtype).reshape(ref.shape)
+
+    def write(self, slot, array):
+        """Copy ``array`` into ``slot``; return its ArrayRef (what travels)."""
+        target = self._slot(slot)[:array.nbytes].view(array.dtype).reshape(array.shape)
+        np.copyto(target, array, casting="no")
+        return ArrayRef(self.pool.name, slot * self.pool.stride, array.shape, array.dtype.str, slot)
+
+    def close(self):
+        self._views.clear()
+        for context in self._opened:
+            context.__exit__(None, None, None)
+        self._opened.clear()
+        self.pool.close()
 
 
-def _report(channel, exc, doing):
-    """Send an exception to main; if main has already gone, there is no one left to tell."""
-    try:
-        channel.send(error_record(exc, doing))
-    except OSError:
-        pass
+# --- the producer -----------------------------------------------------------------------
 
 
-def _run_producer(produce, args, out, control, lifeline, bounded, timed, close_fds):
-    out = _Channel(out)
-    pool = None
-    doing = "while starting"
+class _Credits:
+    """The producer's allowance: hand-off ``n`` may leave only while ``n < allowed``.
+
+    It starts at the pipeline's capacity; the caller's thread in main writes a
+    byte for every hand-off whose results its loop has taken. The producer
+    reads them only when it has used its allowance, so the kernel wakes it
+    only then.
+    """
+
+    def __init__(self, conn, capacity):
+        self.fd = None if conn is None else conn.fileno()
+        self.allowed = float("inf") if capacity is None else capacity
+
+    def wait_for(self, n):
+        while self.fd is not None and n >= self.allowed:
+            got = os.read(self.fd, 1 << 16)
+            if not got:
+                raise _Orphaned
+            self.allowed += len(got)
+
+
+class _Slots:
+    """The producer's side of the slot pool: main sends the pool once asked, then every free slot."""
+
+    def __init__(self, conn, send):
+        self.reader = Reader(conn.fileno(), 1 << 12)
+        self.send = send  # writes a frame to main
+        self.poll = select.poll()
+        self.poll.register(conn.fileno(), select.POLLIN)
+        self.free = deque()
+        self.pool = None
+        self.asked = False  # WANT_POOL sent
+        self.known = False  # main has answered it (pool may still be None: no room)
+
+    def _take(self, block):
+        if not block and not self.poll.poll(0):
+            return
+        try:
+            frames = self.reader.read()
+        except (EOFError, ConnectionResetError):
+            raise _Orphaned from None
+        for kind, _, _, slot, _, _, _, body, _ in frames:
+            if kind == POOL:
+                pool, self.known = pickle.loads(body), True
+                self.pool = None if pool is None else _SlotBytes(pool)
+            elif kind == SLOT:
+                self.free.append(slot)
+
+    def place(self, array):
+        """Put a big array in a slot; return (what travels, slot, flags)."""
+        if not self.asked:
+            self.asked = True
+            self.send(frame(WANT_POOL, seq=array.nbytes))
+        while not self.known:
+            self._take(block=True)
+        if self.pool is None or array.nbytes > self.pool.pool.slot_bytes:
+            return array, -1, BIG_PICKLED
+        flags = 0
+        if not self.free:
+            self._take(block=False)
+        if not self.free:  # every slot is in use: wait for one (never pickle for lack of a slot)
+            flags = WAITED
+            self.send(frame(WANT_SLOT))
+            while not self.free:
+                self._take(block=True)
+        slot = self.free.popleft()
+        return self.pool.write(slot, array), slot, flags
+
+    def close(self):
+        if self.pool is not None:
+            self.pool.close()
+
+
+def _clock(timed):
+    return time.perf_counter() if timed else 0.0
+
+
+def _run_producer(produce, args, out, control, credits, lifeline, capacity, chunksize, timed, close_fds):
+    """The producer process: run ``produce(*args)``, send each item (or batch) once allowed."""
+    out_fd = out.fileno()
+    slots = None
+    doing, at = "while starting", None  # what it does, said on an error: "...{}".format(at), never per item
     try:
         _become_a_worker(close_fds, lifeline)
-        from_main = _FromMain(control)
-        allowed, slots, no_pool = 0, deque(), False
-
-        def take(message):
-            nonlocal allowed, pool, no_pool
-            kind, value = message
-            if kind == "allow":
-                allowed = max(allowed, value)
-            elif kind == "slot":
-                slots.append(value)
-            elif kind == "pool":
-                pool, no_pool = value, value is None
-
-        def wait_until(condition):
-            while not condition():
-                take(from_main.recv())
-
-        sent = 0
+        allowance = _Credits(credits, capacity)
+        if chunksize > 1:
+            send = _LockedWriter(out_fd)  # two threads write to main: whole frames, one at a time
+            slots = _Slots(control, send)
+            _produce_in_batches(produce, args, send, slots, allowance, chunksize, timed)
+            return
+        slots = _Slots(control, functools.partial(write_all, out_fd))
+        dumps, protocol, pack, clock, seq = pickle.dumps, pickle.HIGHEST_PROTOCOL, HEADER.pack, time.perf_counter, 0
         doing = "in produce(), before the first item"
-        for item in produce(*args):
-            produced = time.perf_counter() if timed else 0.0
-            while from_main.waiting():
-                take(from_main.take())
-            if bounded:  # backpressure: wait for main to make room
-                wait_until(lambda: sent < allowed)
-            big = _is_big_array(item)
-            if big and pool is None and not no_pool:  # the first big array: ask main for slots of its size
-                out.send(("slots?", item.nbytes))
-                wait_until(lambda: pool is not None or no_pool)
-                while from_main.waiting():  # the slots granted with the pool
-                    take(from_main.take())
-            if big and bounded and _fits(pool, item):
-                wait_until(lambda: bool(slots))  # room was granted, so a slot comes free
-            slot = None
-            if big and slots and _fits(pool, item):
-                slot = slots.popleft()
-                item = pool.write(slot, item)  # what travels is the slot's ArrayRef
-            doing = f"while pickling item {sent}"
-            blob = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)  # main forwards it unopened
+        for item in produce(*args):  # the loop runs once per item: it is kept lean
+            produced = clock() if timed else 0.0
+            slot, flags = -1, 0
+            if type(item) is np.ndarray and _is_big_array(item):
+                allowance.wait_for(seq)  # a credit first, then a slot: a slot is only taken for an item that may go
+                item, slot, flags = slots.place(item)  # what travels is the slot's ArrayRef
+            doing, at = "while pickling item {}", seq
+            body = dumps(item, protocol)  # main forwards it unopened
             del item
-            out.send(("item", sent, produced, time.perf_counter() if timed else 0.0, blob, slot, big and slot is None))
-            doing = f"in produce(), after item {sent}"
-            sent += 1
-        out.send(("done", sent))
-    except _Orphaned:
+            if seq >= allowance.allowed:
+                allowance.wait_for(seq)  # backpressure: wait until the caller's loop has made room
+            write_all(out_fd, pack(len(body), ITEM, flags, 1, slot, seq, produced, clock() if timed else 0.0) + body)
+            doing = "in produce(), after item {}"
+            seq += 1
+        write_all(out_fd, frame(DONE, seq))
+    except (_Orphaned, BrokenPipeError):
         pass
     except BaseException as exc:
-        _report(out, exc, doing)
+        _report(out_fd, exc, doing.format(at))
     finally:
-        if pool is not None:
-            pool.close()
+        if slots is not None:
+            slots.close()
 
 
-def _pack_result(result, pool, ref, item_view):
-    """Put a big array result back in the item's slot; anything else travels pickled.
+class _LockedWriter:
+    """``write_all`` to one pipe from several threads, a whole frame at a time."""
 
-    Returns (payload, slotted).
+    def __init__(self, fd):
+        self.fd = fd
+        self.lock = threading.Lock()
+
+    def __call__(self, data):
+        with self.lock:
+            write_all(self.fd, data)
+
+
+class _Pickled:
+    """An item in a batch that was pickled at once, as it was yielded (it may be changed later)."""
+
+    __slots__ = ("blob",)
+
+    def __init__(self, blob):
+        self.blob = blob
+
+
+class _Alone:
+    """A big array, which travels as a hand-off of its own (in its slot, or pickled)."""
+
+    __slots__ = ("body", "slot", "flags")
+
+    def __init__(self, body, slot, flags):
+        self.body, self.slot, self.flags = body, slot, flags
+
+
+class _Last:
+    """The last frame the producer sends: the end of the stream, or its error."""
+
+    __slots__ = ("frame",)
+
+    def __init__(self, frame):
+        self.frame = frame
+
+
+QUEUED_BATCHES = 2  # batches' worth of items the producer makes ahead of its sender thread
+_PLAIN = frozenset({int, float, complex, str, bytes, bool, type(None)})  # cannot change once yielded
+
+
+class _Batcher:
+    """The producer's sender thread with ``chunksize > 1``: batches of what is ready, never a wait for more.
+
+    The main thread runs ``produce`` and queues each item: a number, string or
+    bytes as it is (it cannot change), anything else pickled at once (a
+    generator may change an object it yielded), a big array as a frame of its
+    own. This thread takes whatever is queued, up to ``chunksize`` items, as
+    one batch, as soon as it has a credit for it: a fast producer fills batches
+    while this thread writes, a slow one sends each item alone, and no item
+    waits for a batch to fill.
     """
-    if not _is_big_array(result) or result.nbytes > pool.slot_bytes:
+
+    def __init__(self, send, allowance, chunksize, timed):
+        self.send, self.allowance, self.chunksize, self.timed = send, allowance, chunksize, timed
+        self.queued = deque()  # items, _Pickled, _Alone, then a _Last
+        self.times = deque()  # when each queued item was produced (with the timeline only)
+        self.ready = queue.SimpleQueue()  # tokens: something was queued (this thread waits on it)
+        self.room = queue.SimpleQueue()  # tokens: room was made (the producer waits on it)
+        self.sender_waits = self.producer_waits = False
+        self.gone = False  # this thread has stopped (main closed its end)
+        self.thread = threading.Thread(target=self._send, name="ipckit-batcher", daemon=True)
+        self.thread.start()
+
+    def wake_sender(self):
+        if self.sender_waits:
+            self.sender_waits = False
+            self.ready.put(None)
+
+    def wait_for_room(self):
+        """Block while ``QUEUED_BATCHES`` batches' worth are queued (the sender is busy, or waits for a
+        credit). The sender wakes this thread only once a batch or less is left, so that it then makes
+        several batches in one go rather than one wake-up per batch."""
+        while len(self.queued) >= QUEUED_BATCHES * self.chunksize and not self.gone:
+            self.producer_waits = True
+            if len(self.queued) >= QUEUED_BATCHES * self.chunksize and not self.gone:
+                self.room.get()
+            self.producer_waits = False
+        if self.gone:
+            raise _Orphaned
+
+    def finish(self, last_frame):
+        """Send what is queued, then ``last_frame`` (the end of the stream or an error); wait for it."""
+        self.queued.append(_Last(last_frame))
+        self.wake_sender()
+        self.thread.join()
+
+    def _send(self):
+        queued, times, chunksize, send, timed = self.queued, self.times, self.chunksize, self.send, self.timed
+        handoff = seq = 0
+        dumps, protocol = pickle.dumps, pickle.HIGHEST_PROTOCOL
+        try:
+            while True:
+                while not queued:
+                    self.sender_waits = True
+                    if not queued:
+                        self.ready.get()
+                    self.sender_waits = False
+                first = queued[0]
+                if type(first) is _Last:
+                    send(first.frame)
+                    return
+                self.allowance.wait_for(handoff)
+                if type(first) is _Alone:
+                    queued.popleft()
+                    produced = times.popleft() if timed else 0.0
+                    data = frame(ITEM, seq, first.body, first.flags, 1, first.slot, produced, _clock(timed))
+                    count = 1
+                else:
+                    popleft = queued.popleft
+                    values = [popleft() for _ in range(min(chunksize, len(queued)))]
+                    pickled = []
+                    if not set(map(type, values)) <= _PLAIN:
+                        values, pickled = _unwrap(values, queued)
+                    count = len(values)
+                    produced = times.popleft() if timed else 0.0
+                    for _ in range(count - 1 if timed else 0):
+                        times.popleft()
+                    body = dumps((values, pickled), protocol)
+                    data = HEADER.pack(len(body), BATCH, 0, count, -1, seq, produced, _clock(timed)) + body
+                if self.producer_waits and len(queued) <= chunksize:
+                    self.producer_waits = False
+                    self.room.put(None)
+                send(data)
+                handoff += 1
+                seq += count
+        except (_Orphaned, OSError):
+            pass
+        finally:
+            self.gone = True
+            self.room.put(None)
+
+
+def _unwrap(values, queued):
+    """A batch with more than plain values in it: cut it before a big array or the end (they go
+    back to the queue's front), and unwrap the items pickled one by one (their places are returned)."""
+    for index, value in enumerate(values):
+        if type(value) in (_Alone, _Last):
+            queued.extendleft(reversed(values[index:]))
+            values = values[:index]
+            break
+    pickled = [index for index, value in enumerate(values) if type(value) is _Pickled]
+    for index in pickled:
+        values[index] = values[index].blob
+    return values, pickled
+
+
+def _produce_in_batches(produce, args, send, slots, allowance, chunksize, timed):
+    batcher = _Batcher(send, allowance, chunksize, timed)
+    queued, times, plain = batcher.queued, batcher.times, _PLAIN
+    dumps, protocol, seq = pickle.dumps, pickle.HIGHEST_PROTOCOL, 0
+    limit = QUEUED_BATCHES * chunksize
+    doing = None  # what failed, if not produce() itself (said lazily: an f-string per item is too dear here)
+    try:
+        for item in produce(*args):
+            if timed:
+                times.append(time.perf_counter())
+            if type(item) in plain:
+                queued.append(item)
+            elif _is_big_array(item):
+                doing = f"while placing item {seq} in shared memory"
+                ref, slot, flags = slots.place(item)
+                doing = f"while pickling item {seq}"
+                queued.append(_Alone(dumps(ref, protocol), slot, flags))
+                doing = None
+            else:
+                doing = f"while pickling item {seq}"
+                queued.append(_Pickled(dumps(item, protocol)))
+                doing = None
+            del item
+            seq += 1
+            if batcher.sender_waits:
+                batcher.wake_sender()
+            if len(queued) >= limit:
+                batcher.wait_for_room()
+    except _Orphaned:
+        raise
+    except BaseException as exc:  # after the items before it, like any other end
+        if doing is None:
+            doing = f"in produce(), after item {seq - 1}" if seq else "in produce(), before the first item"
+        batcher.finish(frame(ERROR, body=pickle.dumps(error_record(exc, doing), protocol)))
+        return
+    batcher.finish(frame(DONE, seq))
+
+
+# --- the consumers ----------------------------------------------------------------------
+
+
+def _in_slot(result, slots, ref):
+    """Where a big array result goes back: (what travels, True), or (result, False) to pickle it.
+
+    A result that lies in the item's slot already (the input, mutated in place,
+    or a contiguous part of it) travels as a ref, with no copy at all; any
+    other array of numbers that fits is copied into the item's slot.
+    """
+    slot_bytes = slots.pool.slot_bytes
+    if not _is_big_array(result) or result.nbytes > slot_bytes:
         return result, False
-    if (
-        result.shape == item_view.shape
-        and result.dtype == item_view.dtype
-        and result.__array_interface__["data"][0] == item_view.__array_interface__["data"][0]
-        and result.strides == item_view.strides
-    ):
-        return ref, True  # consume returned its input: the result is already in the slot
-    return pool.write(ref.slot, result), True  # numpy copes with a result that overlaps the slot
+    base = ref.slot * slots.pool.stride
+    start = result.__array_interface__["data"][0] - slots._slot(ref.slot).__array_interface__["data"][0]
+    if result.flags.c_contiguous and 0 <= start and start + result.nbytes <= slot_bytes:
+        return ArrayRef(ref.name, base + start, result.shape, result.dtype.str, ref.slot), True
+    return slots.write(ref.slot, result), True  # numpy copes with a result that overlaps the slot
 
 
-def _run_consumer(consume, conn, lifeline, timed, close_fds):
-    from_main = _Channel(conn)  # both ways: a duplex pipe
-    pool = None
-    doing = "while starting"
+def _run_consumer(consume, conn, lifeline, timed, hold, close_fds):
+    """A consumer process: take items (one at a time, or a few ahead with prefetch) and send results in order.
+
+    The results of items that came in one read (with prefetch, or after a
+    wait) go back in one write, so main wakes once for them, unless the
+    first of them has waited ``HOLD_RESULTS_AT_MOST`` (then what is done goes
+    at once). In the strict hand-off a consumer holds one item: nothing waits.
+    With a timeout (``hold`` False) every result goes at once: main times each
+    item from the result before it.
+    """
+    fd = conn.fileno()
+    slots = None
+    doing, at = "while starting", None  # what it does, said on an error: "...{}".format(at), never per item
+    dumps, loads, protocol = pickle.dumps, pickle.loads, pickle.HIGHEST_PROTOCOL
+    pack, clock = HEADER.pack, time.perf_counter
+    held = []  # results not sent yet
     try:
         _become_a_worker(close_fds, lifeline)
-        from_main = _FromMain(conn)
+        reader = Reader(fd)
         while True:
             doing = "while waiting for an item"
-            message = from_main.recv()
-            if message[0] == "stop":
+            try:
+                frames = reader.read()  # blocks until main sends something
+            except (EOFError, ConnectionResetError):
                 return
-            _, seq, blob, slot, new_pool = message
-            if new_pool is not None:
-                pool = new_pool
-            doing = f"while unpickling item {seq}"
-            payload = pickle.loads(blob)
-            doing = f"on item {seq}"
-            started = time.perf_counter() if timed else 0.0
-            if slot is not None:
-                with pool.view(payload) as item:
-                    result, result_slotted = _pack_result(consume(item), pool, payload, item)
-                    del item
-            else:
-                result, result_slotted = consume(payload), False
-            finished = time.perf_counter() if timed else 0.0
-            doing = f"while pickling the result of item {seq}"
-            from_main.send(("result", seq, started, finished, result, result_slotted))
-            del payload, result
-    except _Orphaned:
-        pass
+            held_since, held = clock(), []
+            for kind, _, count, slot, seq, _, _, body, _ in frames:
+                if kind == STOP:
+                    return
+                if kind == POOL:
+                    slots = _SlotBytes(loads(body))
+                    continue
+                if kind == ITEM:
+                    doing, at = "while unpickling item {}", seq
+                    payload = loads(body)
+                    doing = "on item {}"
+                    started = clock() if timed else 0.0
+                    flags = 0
+                    if slot >= 0:
+                        result, in_slot = _in_slot(consume(slots.array(payload)), slots, payload)
+                        flags = IN_SLOT if in_slot else 0
+                    else:
+                        result = consume(payload)
+                    finished = clock() if timed else 0.0
+                    doing = "while pickling the result of item {}"
+                    body = dumps(result, protocol)
+                else:  # a batch: its results travel back together, as a list
+                    values, pickled = loads(body)
+                    for place in pickled:  # the items that were pickled one by one
+                        doing, at = "while unpickling item {}", seq + place
+                        values[place] = loads(values[place])
+                    started = _clock(timed)
+                    results = []
+                    try:
+                        results.extend(map(consume, values))  # on an error, the results before it are in
+                    except BaseException as exc:
+                        raise _Failed(exc, f"on item {seq + len(results)}") from None
+                    finished = _clock(timed)
+                    flags, payload, result = LIST, 0, 0
+                    body = _pickle_results(results, seq)
+                del payload, result
+                held.append(pack(len(body), RESULT, flags, count, slot, seq, started, finished) + body)
+                if not hold or clock() - held_since > HOLD_RESULTS_AT_MOST:
+                    write_all(fd, held[0] if len(held) == 1 else b"".join(held))
+                    held.clear()
+                    held_since = clock()
+            if held:  # every item of this read is done: its results go back together
+                write_all(fd, held[0] if len(held) == 1 else b"".join(held))
+    except _Failed as failed:
+        _report(fd, failed.error, failed.doing, held)
     except BaseException as exc:
-        _report(from_main, exc, doing)
+        _report(fd, exc, doing.format(at), held)
     finally:
-        if pool is not None:
-            pool.close()
+        if slots is not None:
+            slots.close()
+
+
+def _pickle_results(results, seq):
+    """A batch's results as one pickle; if one will not pickle, fail naming its item."""
+    try:
+        return pickle.dumps(results, pickle.HIGHEST_PROTOCOL)
+    except BaseException as exc:
+        for index, result in enumerate(results):
+            try:
+                pickle.dumps(result, pickle.HIGHEST_PROTOCOL)
+            except BaseException as single:
+                raise _Failed(single, f"while pickling the result of item {seq + index}") from None
+        raise _Failed(exc, f"while pickling the results of items {seq} to {seq + len(results) - 1}") from None
+
+
+class _Failed(Exception):
+    """An exception, and what the child was doing: raised where ``doing`` alone cannot say which item."""
+
+    def __init__(self, error, doing):
+        super().__init__(doing)
+        self.error, self.doing = error, doing

@@ -61,13 +61,14 @@ def test_bounded_buffer_makes_the_producer_wait(start_method):
     with OrderedPipeline(workloads.numbers, consume, (15,), buffer=2, start_method=start_method, timeline=True) as pipe:
         assert list(pipe) == [n * n for n in range(15)]
     assert max(depth for _, depth in pipe.timeline.depth) <= 2
-    waits = [s.time - p.time for p, s in zip(pipe.timeline.of("produced"), pipe.timeline.of("sent"))]
+    waits = [s.time - p.time for p, s in zip(pipe.timeline.of("produced"), pipe.timeline.of("sent"), strict=True)]
     assert max(waits) > 0.01  # the producer held items back instead of sending them
 
 
 def test_big_arrays_travel_through_shared_memory_slots(start_method):
     nbytes = 2**20
-    with OrderedPipeline(workloads.same_array, workloads.identity, (12, nbytes), buffer=3, start_method=start_method) as pipe:
+    with OrderedPipeline(workloads.same_array, workloads.identity, (12, nbytes), buffer=3,
+                         start_method=start_method) as pipe:
         firsts = []
         for array in pipe:
             assert array.shape == (nbytes // 8,) and array.dtype == np.float64
@@ -169,7 +170,8 @@ def test_break_stops_every_child_quickly(start_method):
         time.sleep(0.3)  # the consumers are now deep in a 30 s job
         leaving = time.monotonic()
     assert time.monotonic() - leaving < 2.0
-    assert all(not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE for pid in pipe.pids.values())
+    assert all(not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+               for pid in pipe.pids.values())
 
 
 def test_keyboard_interrupt_stops_every_child_quickly(start_method):
@@ -245,7 +247,8 @@ def test_notebook_cell_function_is_refused_under_spawn(monkeypatch):
 
 def test_kept_big_results_stay_valid_after_the_pipeline_ends(start_method):
     nbytes = 2**20
-    with OrderedPipeline(workloads.same_array, workloads.identity, (8, nbytes), buffer=2, start_method=start_method) as pipe:
+    with OrderedPipeline(workloads.same_array, workloads.identity, (8, nbytes), buffer=2,
+                         start_method=start_method) as pipe:
         kept = list(pipe)  # more than are lent at once: the rest are copied out
     assert [float(array[0]) for array in kept] == list(range(8))
     assert all(array[-1] == nbytes // 8 - 1 for array in kept)
@@ -268,7 +271,7 @@ def test_too_little_shared_memory_means_fewer_slots_or_none(monkeypatch):
     nbytes = 2**20
     for free, expect_slots in ((3 * nbytes, True), (nbytes // 2, False)):
         with monkeypatch.context() as patch:
-            patch.setattr(shm, "free_bytes", lambda path=shm.SHM_DIR: free)
+            patch.setattr(shm, "free_bytes", lambda path=shm.SHM_DIR, free=free: free)
             with OrderedPipeline(workloads.same_array, workloads.identity, (12, nbytes), buffer=4,
                                  start_method="fork") as pipe:
                 assert [float(a[0]) for a in pipe] == list(range(12))

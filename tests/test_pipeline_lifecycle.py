@@ -49,7 +49,7 @@ def test_a_dropped_pipeline_stops_its_children_and_frees_its_slots(start_method)
     shm_before = _shm()
     slow = functools.partial(workloads.pause, seconds=0.05)
     pipe = OrderedPipeline(workloads.same_array, slow, (100, MiB), consumers=2, start_method=start_method)
-    for number, array in enumerate(pipe):  # no `with`: the notebook cell that breaks out and moves on
+    for number, array in enumerate(pipe):  # no `with`: the notebook cell that breaks out and moves on  # noqa: B007
         if number == 2:
             break
     kept = array  # a lent result: its finalizer must not keep the pipeline alive
@@ -249,7 +249,7 @@ def test_the_buffer_is_bounded_by_default():
 def test_a_slow_loop_holds_the_producer_back_and_never_stalls_it(consumers):
     with OrderedPipeline(workloads.numbers, workloads.identity, (40,), consumers=consumers, timeline=True,
                          start_method="fork") as pipe:
-        for number in pipe:
+        for number in pipe:  # noqa: B007  (the last one is checked below)
             time.sleep(0.01)  # the caller's loop is the slowest part
     assert number == 39
     capacity = pipe.buffer + consumers

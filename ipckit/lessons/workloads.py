@@ -83,3 +83,33 @@ def pause(item, seconds=0.02):
 def checksum(item):
     """A number from an array (its sum): a consumer whose result is much smaller than its item."""
     return float(item.sum())
+
+
+def numbers_then_wait(count, go, more=3, timeout=30.0):
+    """Yield 0 .. count - 1, then wait until ``go`` (a multiprocessing Event) is set, then yield ``more`` numbers.
+
+    The caller sets ``go`` once it has the first ``count`` results: if they
+    waited for more items (a batch waiting to fill), they never come, and this
+    producer raises TimeoutError instead of waiting for ever.
+    """
+    yield from range(count)
+    if not go.wait(timeout):
+        raise TimeoutError(f"the first {count} items did not reach the caller within {timeout} s")
+    yield from range(count, count + more)
+
+
+def reused_list(count):
+    """Yield one list ``count`` times, changed after each yield: ``[n, n * n]`` for item n.
+
+    A producer that reuses a buffer: whoever keeps the object rather than what
+    it held at the yield sees later items' values.
+    """
+    item = [0, 0]
+    for number in range(count):
+        item[0], item[1] = number, number * number
+        yield item
+
+
+def second_half(array):
+    """The second half of an array, as a view of it: a result that lies inside its item's memory."""
+    return array[len(array) // 2:]
