@@ -113,6 +113,7 @@ from .errors import WorkerDied, WorkerError, WorkerTimeout, add_note
 from .pipeline_children import _LIVE, HOLD_RESULTS_AT_MOST, SHARED_MEMORY_THRESHOLD, end_lifeline, new_lifeline
 from .pipeline_dispatch import CLOSED, FAILED, LENT_AT_MOST, RESULT, dispatch
 from .pipeline_wire import IN_SLOT, LIST, MAX_CHUNKSIZE
+from .watch import require_posix_pipes, stop
 
 __all__ = [
     "HOLD_RESULTS_AT_MOST",
@@ -197,23 +198,6 @@ def _check_worker(func, name, method):
     require_importable(func, method, role=name)
 
 
-def _stop_processes(processes, grace):
-    """Let the children leave within ``grace`` seconds, then terminate, then kill."""
-    deadline = time.monotonic() + grace
-    for process in processes:
-        if process.pid is not None:
-            process.join(max(0.0, deadline - time.monotonic()))
-    for process in processes:
-        if process.pid is not None and process.is_alive():
-            process.terminate()
-    for process in processes:
-        if process.pid is not None:
-            process.join(1.0)
-            if process.is_alive():
-                process.kill()
-                process.join(1.0)
-
-
 def _give_back(core_ref, slot):
     """A lent result and all its views are gone (any thread, maybe inside the GC).
 
@@ -246,7 +230,7 @@ class _Core:
         self.timeout, self.timeline = timeout, timeline
         self.capacity = None if buffer is None else buffer + consumers * (1 + prefetch)  # hand-offs in the system
         self.stats = {"items": 0, "hand-offs": 0, "via shared memory": 0, "pickled": 0, "waited for a slot": 0}
-        self.out = queue.SimpleQueue()  # (kind, seq, count, in_slot, body, process) for the caller, in order
+        self.out = queue.SimpleQueue()  # lists of pipeline_dispatch.ToCaller for the caller, in order
         self.returned = queue.SimpleQueue()  # slots the caller's thread has finished with
         self.slot_wanted = False  # the producer waits for a slot: ring when one comes back
         self.closing = False  # close() has begun, or the pipeline was dropped: stop
@@ -384,7 +368,7 @@ class _Core:
     def stop_children(self, grace):
         """Stop every child. Safe from any thread and again and again."""
         with self.stop_lock:
-            _stop_processes(self.processes(), grace)
+            stop(self.processes(), grace)
 
     def close_pool(self):
         """Free the slots (never raises, even while the caller still holds lent results)."""
@@ -461,8 +445,8 @@ def _unpickling_failed(exc, process, seq):
 def _results(core):
     """The caller's side: every result in order, one at a time, unpickled here (off the dispatcher's path).
 
-    The dispatcher puts a list of entries per round, ``(RESULT, seq, count,
-    flags, body, process)``: ``body`` is the result's pickle (a batch's list of
+    The dispatcher puts a list of ``ToCaller`` entries per round; a RESULT's
+    ``body`` is the result's pickle (a batch's list of
     results with the LIST flag; an ArrayRef to a result in its slot with
     IN_SLOT). For each hand-off whose results the loop has taken, the producer
     gets a credit; they are written in steps of half the capacity, and before
@@ -483,19 +467,19 @@ def _results(core):
         else:
             entries = out.get()
         for entry in entries:
-            if entry[0] is not RESULT:
+            if entry.kind is not RESULT:
                 core.finished = True
                 core.close_pool()  # every result before this one has been lent or copied
-                if entry[0] is FAILED:
-                    raise entry[2]
-                if entry[0] is CLOSED:
+                if entry.kind is FAILED:
+                    raise entry.error
+                if entry.kind is CLOSED:
                     raise ValueError(_CLOSED_MESSAGE)
                 return
             if core.closing:
                 raise ValueError(_CLOSED_MESSAGE)
-            _, seq, count, flags, body, process = entry
+            seq, flags, process = entry.seq, entry.flags, entry.process
             try:
-                value = loads(body)
+                value = loads(entry.body)
             except BaseException as exc:  # the result's own unpickling failed: end the run, keep the error's type
                 core.finished = True
                 core.close()
@@ -564,6 +548,7 @@ class OrderedPipeline:
 
     def __init__(self, produce, consume, produce_args=(), consumers=1, buffer=_AUTO, start_method=None,
                  timeline=False, timeout=None, prefetch=0, chunksize=1):
+        require_posix_pipes("OrderedPipeline (use ProcessPoolExecutor.map for ordered results elsewhere)")
         method = resolve_start_method(start_method)
         _check_worker(produce, "produce", method)
         _check_worker(consume, "consume", method)

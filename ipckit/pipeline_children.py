@@ -46,9 +46,9 @@ from .pipeline_wire import (
     WANT_SLOT,
     Reader,
     frame,
-    write_all,
 )
 from .shm import ArrayRef
+from .watch import write_all
 
 SHARED_MEMORY_THRESHOLD = 64 * 1024  # bytes; smaller arrays are cheaper to pickle
 HOLD_RESULTS_AT_MOST = 0.001  # seconds a consumer holds a result while it works on items that came with it
@@ -225,12 +225,12 @@ class _Slots:
             frames = self.reader.read()
         except (EOFError, ConnectionResetError):
             raise _Orphaned from None
-        for kind, _, _, slot, _, _, _, body, _ in frames:
-            if kind == POOL:
-                pool, self.known = pickle.loads(body), True
+        for entry in frames:
+            if entry.kind == POOL:
+                pool, self.known = pickle.loads(entry.body), True
                 self.pool = None if pool is None else _SlotBytes(pool)
-            elif kind == SLOT:
-                self.free.append(slot)
+            elif entry.kind == SLOT:
+                self.free.append(entry.slot)
 
     def place(self, array):
         """Put a big array in a slot; return (what travels, slot, flags)."""
@@ -534,7 +534,8 @@ def _run_consumer(consume, conn, lifeline, timed, hold, close_fds):
             except (EOFError, ConnectionResetError):
                 return
             held_since, held = clock(), []
-            for kind, _, count, slot, seq, _, _, body, _ in frames:
+            for entry in frames:
+                kind, count, slot, seq, body = entry.kind, entry.count, entry.slot, entry.seq, entry.body
                 if kind == STOP:
                     return
                 if kind == POOL:

@@ -20,6 +20,7 @@ import pickle
 import select
 import time
 from collections import deque
+from typing import NamedTuple
 
 from .errors import WorkerDied, WorkerTimeout, child_error
 from .pipeline_wire import (
@@ -41,8 +42,24 @@ from .pipeline_wire import (
 from .pipeline_wire import RESULT as RESULT_FRAME
 from .shm import NotEnoughSharedMemory, SlotPool
 
-RESULT, END, FAILED, CLOSED = "result", "end", "failed", "closed"  # kinds of what the caller's loop receives,
-# in lists (one per round of the dispatcher): (RESULT, seq, count, flags, body, process), or (END / FAILED / CLOSED,)
+RESULT, END, FAILED, CLOSED = "result", "end", "failed", "closed"  # kinds of what the caller's loop receives
+
+
+class ToCaller(NamedTuple):
+    """What the dispatcher hands the caller's loop, in lists (one per round of the dispatcher).
+
+    A RESULT carries the result's pickle (``body``) with its hand-off number,
+    how many items it answers and its flags; END, FAILED (with ``error``) and
+    CLOSED say how the run ended.
+    """
+
+    kind: str
+    seq: int = 0
+    count: int = 0
+    flags: int = 0
+    body: object = None
+    process: str = ""
+    error: BaseException | None = None
 ON_THEIR_WAY = 2  # slots beyond those the consumers hold: items on their way to a consumer
 UNBOUNDED_EXTRA_SLOTS = 4  # the same when the buffer is unbounded
 LENT_AT_MOST = 4  # results handed to the caller in their slot, without a copy, at one time
@@ -234,7 +251,7 @@ class _Dispatcher:
             return
         core, timed, stats = self.core, self.timed, self.core.stats
         for entry in frames:
-            kind, flags, count, slot, seq, produced, sent, body, whole = entry
+            kind, flags, count, slot, seq = entry.kind, entry.flags, entry.count, entry.slot, entry.seq
             if kind == ITEM or kind == BATCH:
                 stats["items"] += count
                 stats["hand-offs"] += 1
@@ -247,13 +264,13 @@ class _Dispatcher:
                     stats["waited for a slot"] += 1
                 if timed:
                     now = time.perf_counter()
-                    self.timeline.add(produced, "producer", "produced", seq)
-                    self.timeline.add(sent, "producer", "sent", seq)
+                    self.timeline.add(entry.t1, "producer", "produced", seq)
+                    self.timeline.add(entry.t2, "producer", "sent", seq)
                     self.timeline.add(now, "main", "received", seq)
                 if self.free and not self.fifo:
-                    self.hand(self.free.popleft(), seq, count, slot, whole)
+                    self.hand(self.free.popleft(), seq, count, slot, entry.raw)
                 else:
-                    self.fifo.append((seq, count, slot, whole))
+                    self.fifo.append((seq, count, slot, entry.raw))
                     if timed:
                         self.timeline.add(now, "main", "buffered", seq)
                         self.timeline.add_depth(now, len(self.fifo))
@@ -265,7 +282,7 @@ class _Dispatcher:
             elif kind == WANT_POOL:
                 self.make_pool(seq)
             elif kind == ERROR:
-                raise _Stop(child_error("producer", pickle.loads(body)))
+                raise _Stop(child_error("producer", pickle.loads(entry.body)))
 
     def on_consumer(self, worker, events):
         """Results (the consumer has room again: hand it the next item first), or an error."""
@@ -284,11 +301,11 @@ class _Dispatcher:
             raise _died(worker.process) from None
         held, free, done = worker.held, self.free, []
         for entry in frames:
-            if entry[0] == RESULT_FRAME:
+            if entry.kind == RESULT_FRAME:
                 done.append((held.popleft()[2], entry))  # results come back in the order of hand-off
                 free.append(worker)
-            elif entry[0] == ERROR:
-                raise _Stop(child_error(worker.name, pickle.loads(entry[7])))
+            elif entry.kind == ERROR:
+                raise _Stop(child_error(worker.name, pickle.loads(entry.body)))
         fifo = self.fifo
         if free and not fifo and self.producer_open and self.producer_sent.poll(0):  # one came since we woke
             self.on_producer(None, 0)
@@ -307,13 +324,13 @@ class _Dispatcher:
 
     def on_result(self, worker, slot, entry):
         """File a result: to the caller's queue if it is the next in order, else until its turn."""
-        _, flags, count, _, seq, started, finished, body, _ = entry
+        flags, count, seq = entry.flags, entry.count, entry.seq
         if self.timed:
-            self.timeline.add(started, worker.name, "started", seq)
-            self.timeline.add(finished, worker.name, "finished", seq)
+            self.timeline.add(entry.t1, worker.name, "started", seq)
+            self.timeline.add(entry.t2, worker.name, "finished", seq)
         if slot >= 0 and not flags & IN_SLOT:  # the result travelled pickled: the slot is free at once
             self.give_slot(slot)
-        result = (RESULT, seq, count, flags, body, worker.name)
+        result = ToCaller(RESULT, seq, count, flags, entry.body, worker.name)
         if seq != self.next_out:
             self.done[seq] = result
             return
@@ -323,7 +340,7 @@ class _Dispatcher:
         while done and self.next_out in done:
             result = done.pop(self.next_out)
             deliver.append(result)
-            self.next_out += result[2]
+            self.next_out += result.count
 
     def on_exit(self, role, events):
         """A child's sentinel fired. Usually end-of-file on its pipe has already said it died; this
@@ -373,8 +390,8 @@ class _Dispatcher:
         try:
             while True:
                 for entry in worker.reader.read():
-                    if entry[0] == ERROR:
-                        return _Stop(child_error(worker.name, pickle.loads(entry[7])))
+                    if entry.kind == ERROR:
+                        return _Stop(child_error(worker.name, pickle.loads(entry.body)))
         except (OSError, EOFError):
             pass
         return _died(worker.process)
@@ -434,17 +451,17 @@ class _Dispatcher:
 
 def dispatch(core):
     """The dispatcher thread: run, then stop the children, tell the caller how it ended, close the pipes."""
-    outcome = (CLOSED, None, None)  # the kind, and the error for FAILED
+    outcome = ToCaller(CLOSED)
     try:
         try:
             if _Dispatcher(core).run():
-                outcome = (END, None, None)
+                outcome = ToCaller(END)
         except _Stop as stop:
-            outcome = (FAILED, None, stop.error)
+            outcome = ToCaller(FAILED, error=stop.error)
         except BaseException as exc:  # a bug here: stop the children, tell the caller
-            outcome = (FAILED, None, exc)
-        core.stop_children(STOP_GRACE if outcome[0] is END else 0.0)
-        if outcome[0] is CLOSED:
+            outcome = ToCaller(FAILED, error=exc)
+        core.stop_children(STOP_GRACE if outcome.kind is END else 0.0)
+        if outcome.kind is CLOSED:
             core.close_pool()  # closed or dropped: no one will take the results still queued
     finally:
         core.out.put([outcome])

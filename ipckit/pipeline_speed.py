@@ -15,6 +15,7 @@ side runs the same code. For lesson 08, each returning plain numbers to draw:
 
 ``benchmarks/pipeline_targets.py`` measures the performance targets with them.
 """
+import functools
 import os
 import statistics
 import time
@@ -25,8 +26,9 @@ from .checks import check_count
 from .context import get_context
 from .lessons.workloads import identity, numbers
 from .pipeline import SHARED_MEMORY_THRESHOLD, OrderedPipeline
+from .sizes import MiB
+from .watch import stop
 
-MiB = 2**20
 FRAME_SHAPE = (240, 320)
 
 
@@ -201,11 +203,7 @@ def queue_chain_rate(count, consume=identity, shape=FRAME_SHAPE, start_method=No
     try:
         return steady_rate(_until_none(last, timeout), check_frame, count, warm_up)
     finally:
-        for child in children:
-            child.join(5)
-            if child.is_alive():
-                child.kill()
-                child.join(5)
+        stop(children, grace=5)
         for q in (first, last):
             q.close()
             q.join_thread()
@@ -246,10 +244,7 @@ def ping_pong_rate(count, start_method=None):
             pass
         to_child.close()
         from_child.close()
-        child.join(5)
-        if child.is_alive():
-            child.kill()
-            child.join(5)
+        stop(child, grace=5)
 
 
 # --- for the lesson ---------------------------------------------------------------------
@@ -324,8 +319,6 @@ def work_sweep(passes=(0, 1, 2, 4, 8, 16), nbytes=4 * MiB, count=40, consumers=2
     pipeline's rate passes the single process's, the work per item has become
     worth the hand-offs. Clocks start at the ``count // 4``-th result.
     """
-    import functools
-
     count = check_count(count, "count", minimum=8)
     rows = []
     for work in passes:

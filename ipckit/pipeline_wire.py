@@ -9,6 +9,7 @@ not grow with the item.
 """
 import os
 import struct
+from typing import NamedTuple
 
 MAX_CHUNKSIZE = 65_535  # items in one batch: the header's count field
 
@@ -38,17 +39,22 @@ IN_SLOT = 4  # a result: an ArrayRef to the result, which lies in the item's slo
 LIST = 8  # a result: the list of a batch's results
 
 
+class Frame(NamedTuple):
+    """One frame as a reader returns it: the header's fields by name, its body, and the frame whole."""
+
+    kind: int
+    flags: int
+    count: int
+    slot: int
+    seq: int
+    t1: float
+    t2: float
+    body: memoryview  # a view of the body
+    raw: memoryview  # the whole frame, header included, for main to forward as it came
+
+
 def frame(kind, seq=0, body=b"", flags=0, count=1, slot=-1, t1=0.0, t2=0.0):
     return HEADER.pack(len(body), kind, flags, count, slot, seq, t1, t2) + body
-
-
-def write_all(fd, data):
-    """Write every byte to a blocking pipe (a write may be cut short by a signal)."""
-    written = os.write(fd, data)
-    if written < len(data):
-        view = memoryview(data)[written:]
-        while view:
-            view = view[os.write(fd, view):]
 
 
 class Reader:
@@ -57,9 +63,7 @@ class Reader:
     :meth:`read` takes whatever has arrived (often several frames) into a
     buffer that is reused (a fresh 256 KiB bytes object per read would cost an
     ``mmap`` and ``munmap`` each time), and returns the whole frames as
-    ``(kind, flags, count, slot, seq, t1, t2, body, raw)``, where ``raw`` is the
-    frame itself (so main can forward it as it came) and ``body`` a view of its
-    body. A part of a frame waits for the next read; the buffer grows to fit a
+    :class:`Frame` s. A part of a frame waits for the next read; the buffer grows to fit a
     big frame and shrinks again once it is empty.
     """
 
@@ -120,7 +124,7 @@ class Reader:
             if following > last:
                 self.needed = size + length
                 break
-            frames.append((kind, flags, count, slot, seq, t1, t2, chunk[at + size:following], chunk[at:following]))
+            frames.append(Frame(kind, flags, count, slot, seq, t1, t2, chunk[at + size:following], chunk[at:following]))
             at = following
         else:
             self.needed = 0

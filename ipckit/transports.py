@@ -45,12 +45,13 @@ import os
 import pickle
 import queue as queue_module
 import struct
+import sys
 import time
 import uuid
 
 import numpy as np
 
-from . import shm
+from . import shm, watch
 from .checks import check_count
 from .context import START_METHODS, get_context, resolve_start_method
 from .dtypes import check_numeric_array, ctype_for
@@ -451,6 +452,7 @@ class Transport:
     send_before_start = False
     in_place = False  # True: recv returns the array where it lies (zero copy), intact until released
     practical_limit = None  # bytes per burst above which the benchmark should skip it (it would take minutes)
+    posix_pipes = False  # True: it needs select.poll and os.readv on a raw pipe descriptor
 
     def __repr__(self):
         return f"<Transport {self.name}: {self.summary}>"
@@ -463,6 +465,11 @@ class Transport:
         """(short reason, the exception to raise) if an array of ``nbytes`` cannot go this way here, else None."""
         nbytes, hold = check_count(nbytes, "nbytes", minimum=0), check_count(hold, "hold")
         method = resolve_start_method(start_method)
+        if self.posix_pipes and not watch.HAS_POSIX_PIPES:
+            reason = f"needs POSIX pipes, which {sys.platform} does not have"
+            return reason, OSError(
+                f"transport {self.name!r} {reason} (select.poll, os.readv): use 'queue' or 'shared_memory' there"
+            )
         if method not in self.start_methods:
             reason = f"needs the {' or '.join(repr(m) for m in self.start_methods)} start method, not {method!r}"
             return reason, ValueError(
@@ -514,6 +521,7 @@ class _OnePipe(Transport):
     """A transport that is one pipe, one way: ``ends`` are its sender's and its receiver's classes."""
 
     ends = (None, None)
+    posix_pipes = True  # its ends wait on the raw descriptor with a deadline, and read into the array
 
     def _open(self, capacity, ctx, hold=1):
         reader, writer = ctx.Pipe(duplex=False)

@@ -23,6 +23,7 @@ started it (:mod:`ipckit.run`, the pipeline), before the error reaches the calle
 import os
 import select
 import selectors
+import sys
 import time
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
@@ -78,7 +79,21 @@ def receive(conn, process=None, timeout=DEFAULT_TIMEOUT, what="message"):
         raise _died(process) from None
 
 
+HAS_POSIX_PIPES = hasattr(select, "poll") and hasattr(os, "readv")
+"""Waiting on a raw pipe descriptor with a deadline (``select.poll``) and reading into memory (``os.readv``)."""
+
+
+def require_posix_pipes(what):
+    """Raise a clear OSError, naming the platform and a way out, where raw pipe descriptors cannot be waited on."""
+    if not HAS_POSIX_PIPES:
+        raise OSError(
+            f"{what} waits on raw pipe descriptors with select.poll and reads them with os.readv, which "
+            f"{sys.platform} does not have (POSIX only). On Windows, run the kit in WSL2."
+        )
+
+
 def _poller(fd, event, process):
+    require_posix_pipes("a pipe read or written with a deadline")
     poller = select.poll()
     poller.register(fd, event)
     if process is not None:
@@ -108,11 +123,13 @@ def write_all(conn, data, timeout=None, process=None, what="data"):
     reader must know how many to expect.
     """
     fd = conn if isinstance(conn, int) else conn.fileno()
-    view = memoryview(data).cast("B")
     if timeout is None:
-        while view:  # one write() moves it all, unless a signal interrupts it
+        written = os.write(fd, data)  # one write() moves it all, unless a signal interrupts it
+        view = memoryview(data).cast("B")[written:]
+        while view:
             view = view[os.write(fd, view):]
         return
+    view = memoryview(data).cast("B")
     deadline, total = time.monotonic() + timeout, len(view)
     was_blocking = os.get_blocking(fd)
     os.set_blocking(fd, False)  # a write takes what fits and returns, so the deadline holds
@@ -156,6 +173,9 @@ def read_into(conn, target, timeout=DEFAULT_TIMEOUT, process=None, what="data"):
         received += count
 
 
+TERMINATE_GRACE = 1.0  # seconds a terminated child gets to go before it is killed
+
+
 def _join_all(processes, seconds):
     deadline = time.monotonic() + seconds
     for process in processes:
@@ -164,7 +184,7 @@ def _join_all(processes, seconds):
 
 def stop(processes, grace=STOP_GRACE, now=False):
     """End ``processes`` (one, or several): let them leave by themselves within ``grace`` seconds in all,
-    terminate those still alive, and kill those that outlive another ``grace``.
+    terminate those still alive, and kill those that outlive another ``grace`` (at least a second).
 
     ``now=True`` terminates at once, for children whose work nobody waits for
     any more (another failed, or time ran out). Processes never started are
@@ -178,11 +198,11 @@ def stop(processes, grace=STOP_GRACE, now=False):
     alive = [process for process in started if process.is_alive()]
     for process in alive:
         process.terminate()
-    _join_all(alive, grace)
+    _join_all(alive, max(grace, TERMINATE_GRACE))
     for process in alive:
         if process.is_alive():
             process.kill()
-            process.join(max(grace, 1.0))
+            process.join(max(grace, TERMINATE_GRACE))
 
 
 class Watch:

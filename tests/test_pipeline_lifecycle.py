@@ -94,7 +94,7 @@ def test_close_finishes_its_work_when_ctrl_c_interrupts_it(monkeypatch, where):
     if where == "as close begins":
         monkeypatch.setattr(pipeline._Core, "_close_once", _interrupt_once(pipeline._Core._close_once, fired))
     else:
-        monkeypatch.setattr(pipeline, "_stop_processes", _interrupt_once(pipeline._stop_processes, fired, 2.5))
+        monkeypatch.setattr(pipeline, "stop", _interrupt_once(pipeline.stop, fired, 2.5))
     slow = functools.partial(workloads.pause, seconds=30)
     pipe = OrderedPipeline(workloads.same_array, slow, (20, MiB), consumers=2, start_method="fork")
     pids = list(pipe.pids.values())
