@@ -140,8 +140,9 @@ def test_a_task_that_kills_its_workers_ends_as_killed_worker():
 
 def test_the_stream_has_a_time_limit():
     with local_client() as client:
-        with pytest.raises(TimeoutError):
+        with pytest.raises(TimeoutError, match=r"longer than timeout=0.5 s") as caught:
             list(ordered_stream(client, functools.partial(workloads.slow_square, seconds=5), range(2), timeout=0.5))
+    assert type(caught.value) is TimeoutError  # the builtin on every version (dask raises asyncio's)
 
 
 @pytest.mark.parametrize("call, message", [

@@ -7,6 +7,7 @@ its panel and its exercise check share: a cluster closed on every path, the
 ordered stream with a bounded number of tasks in flight, a steady-rate clock,
 and a look at the addresses the cluster's processes listen on.
 """
+import asyncio
 import contextlib
 import functools
 import logging
@@ -78,6 +79,7 @@ def ordered_stream(client, func, items, in_flight=4, timeout=STREAM_TIMEOUT):
             finished.add(future)
             handed += 1
 
+    deadline = time.monotonic() + timeout
     try:
         for _ in range(in_flight):
             hand_out()
@@ -87,6 +89,11 @@ def ordered_stream(client, func, items, in_flight=4, timeout=STREAM_TIMEOUT):
             while emitted in early:
                 yield early.pop(emitted)
                 emitted += 1
+    except asyncio.TimeoutError as late:  # dask's; the builtin TimeoutError from Python 3.11, its own class in 3.10
+        if time.monotonic() < deadline:  # a task's own TimeoutError: pass it on unchanged
+            raise
+        raise TimeoutError(f"the stream took longer than timeout={timeout} s; "
+                           "pass a longer timeout, or fewer or cheaper items") from late
     finally:
         if number_of and client.status == "running":
             client.cancel(list(number_of))
