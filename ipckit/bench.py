@@ -51,7 +51,8 @@ shared memory larger than the free space in ``/dev/shm``, ``rawarray_seq`` or
 ``manager`` above the size at which they would take minutes).
 
 One kind of record, plain dicts, from every function here. Each names what
-was measured (``transport, start_method, nbytes`` for a hand-off or memcpy;
+was measured (``transport, start_method, nbytes`` for a hand-off, memcpy or
+:func:`pipe_ceiling` (bare bytes through a pipe, the pipe transports' limit);
 ``channel, what, start_method`` for :func:`latency`; ``start_method`` for
 :func:`startup`; ``way, nbytes, pages, page_faults`` for
 :func:`fresh_vs_reused`) and holds ``repeat``, ``seconds_min``,
@@ -82,7 +83,7 @@ from .transports import TRANSPORTS, Transport, get_transport
 from .variants import copied_out as copied_out  # part of the measuring API: a like-for-like reader
 from .variants import corrupted as corrupted  # and checks that can fail
 from .variants import released_early as released_early
-from .watch import DEFAULT_TIMEOUT, receive
+from .watch import DEFAULT_TIMEOUT, read_into, receive, stop, write_all
 
 DEFAULT_SIZES = (4 * KiB, MiB, 16 * MiB, 128 * MiB)
 DEFAULT_REPEAT = 5
@@ -179,6 +180,56 @@ def memcpy(nbytes, repeat=DEFAULT_REPEAT, warmup=DEFAULT_WARMUP):
         lambda: np.copyto(target, source), repeat, warmup, check=lambda: fingerprint(target) == expected
     )
     return {"transport": MEMCPY, "start_method": IN_PROCESS, "nbytes": nbytes, "frames": 1,
+            **_summary(seconds, nbytes), "ok": ok, "seconds": seconds}
+
+
+def _write_sample(conn, nbytes, times):
+    """The child of :func:`pipe_ceiling`: write the test array's bytes to ``conn`` ``times`` times.
+
+    Blocking writes, the barest there are; they cannot hang: if the reader
+    goes, the next write fails (``BrokenPipeError``) and the child ends.
+    """
+    data = sample_array(nbytes)
+    for _ in range(times):
+        write_all(conn, data)
+
+
+def pipe_ceiling(nbytes, start_method=None, repeat=DEFAULT_REPEAT, warmup=DEFAULT_WARMUP, timeout=DEFAULT_TIMEOUT):
+    """The most any transport over a pipe can reach here: bare bytes from a child through one OS pipe.
+
+    The child writes the test array's bytes again and again; this process reads
+    each copy with ``os.readv`` straight into one buffer touched beforehand,
+    timed per copy, and checks it after the clock stops. No pickling, no
+    header, no allocation: only the kernel's two copies and the wake-ups, so a
+    pipe transport's GB/s near this figure is as fast as the machine's pipes.
+    """
+    nbytes = check_count(nbytes, "nbytes")
+    method = resolve_start_method(start_method)
+    repeat, warmup, _ = _runs(repeat, warmup)
+    check_timeout(timeout)
+    source = sample_array(nbytes)
+    expected = fingerprint(source)
+    target = np.zeros_like(source)  # zeros: every page touched now, none faulted in while timed
+    del source
+    ctx = get_context(method)
+    reader, writer = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_write_sample, args=(writer, nbytes, warmup + repeat), daemon=True)
+    seconds, ok = [], True
+    try:
+        child.start()
+        writer.close()
+        for index in range(warmup + repeat):
+            start = time.perf_counter()
+            read_into(reader, target, timeout=timeout, process=child, what="the test array's bytes")
+            elapsed = time.perf_counter() - start
+            if index >= warmup:
+                seconds.append(elapsed)
+            ok &= fingerprint(target) == expected
+    finally:
+        writer.close()
+        reader.close()
+        stop([child])
+    return {"transport": "bare pipe", "start_method": method, "nbytes": nbytes, "frames": 1,
             **_summary(seconds, nbytes), "ok": ok, "seconds": seconds}
 
 

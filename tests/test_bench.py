@@ -77,6 +77,30 @@ def test_hand_off_record(start_method):
 
 
 @pytest.mark.timeout(120)
+def test_pipe_ceiling_record(start_method):
+    nbytes = 300 * KiB + 3  # more than a pipe holds, and not whole float64s: the uint8 sample
+    record = bench.pipe_ceiling(nbytes, start_method, repeat=2, warmup=1, timeout=30)
+    assert set(record) == MEASURED
+    assert (record["transport"], record["start_method"], record["nbytes"], record["ok"]) == (
+        "bare pipe", start_method, nbytes, True)
+    assert record["gb_per_s"] == pytest.approx(nbytes / record["seconds_median"] / 1e9)
+
+
+@pytest.mark.timeout(120)
+def test_pipe_ceiling_checks_what_arrived(monkeypatch):
+    real = bench.sample_array
+    monkeypatch.setattr(bench, "sample_array", lambda nbytes: real(nbytes) + 1)  # here only: spawn re-imports
+    assert bench.pipe_ceiling(64 * KiB, "spawn", repeat=1, warmup=0, timeout=30)["ok"] is False
+
+
+def test_pipe_ceiling_refuses_bad_arguments():
+    with pytest.raises(ValueError, match="nbytes must be at least 1"):
+        bench.pipe_ceiling(0)
+    with pytest.raises(ValueError, match="repeat must be at least 1"):
+        bench.pipe_ceiling(4096, repeat=0)
+
+
+@pytest.mark.timeout(120)
 @pytest.mark.parametrize("name", ["pipe_bytes", "shared_memory", "queue"])
 def test_a_corrupted_transfer_is_reported_not_ok(name, start_method):
     """The check can fail: a receiver that flips one bit is caught, under every start method."""
