@@ -1,8 +1,14 @@
 """Lesson 00's workers and its exercise check, under every start method."""
+import contextlib
+import os
 import queue
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 import ipckit
@@ -119,3 +125,36 @@ def test_call_with_deadline_returns_raises_or_gives_up():
     assert call_with_deadline(time.sleep, (1,), 0.05) == (False, None)
     with pytest.raises(KeyError):
         call_with_deadline({}.__getitem__, ("missing",), 5)
+
+
+_KILLED_PARENT = '''
+import multiprocessing, os, signal, sys, time
+
+def nap(seconds):
+    time.sleep(seconds)
+
+if __name__ == "__main__":
+    child = multiprocessing.get_context(sys.argv[1]).Process(target=nap, args=(60,), daemon=True)
+    child.start()
+    print(child.pid, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)  # no exit handler runs: nobody stops the daemon
+'''
+
+
+@pytest.mark.timeout(60)
+def test_a_killed_parent_leaves_its_daemon_child_running(start_method, tmp_path):
+    """Lesson 00's claim: daemon children are stopped by the parent's exit handler, which SIGKILL skips."""
+    script = tmp_path / "killed_parent.py"
+    script.write_text(_KILLED_PARENT)
+    out, err = tmp_path / "out", tmp_path / "err"
+    with out.open("w") as stdout, err.open("w") as stderr:  # files, not pipes: the orphan keeps them open
+        parent = subprocess.Popen([sys.executable, str(script), start_method], stdout=stdout, stderr=stderr)
+        returncode = parent.wait(timeout=30)
+    assert returncode == -signal.SIGKILL, err.read_text()
+    pid = int(out.read_text())
+    try:
+        time.sleep(0.5)  # long enough for anything that would end it with its parent (none should)
+        assert psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
