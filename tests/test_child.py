@@ -6,6 +6,7 @@ import time
 
 import psutil
 import pytest
+from helpers import gone, wait_until
 
 from ipckit import child
 
@@ -33,18 +34,6 @@ def test_child_that_exited_gives_a_clear_error():
     assert talker.process.returncode == 4
 
 
-def _gone_within(pid, seconds):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def _kill_if_alive(pid):
     try:
         psutil.Process(pid).kill()
@@ -65,7 +54,7 @@ def test_close_is_bounded_when_a_grandchild_holds_stdout():
         _kill_if_alive(holder)
     assert took < 10
     assert talker.process.returncode == 0  # the child itself had exited normally
-    assert _gone_within(holder, 5), "the grandchild survived close()"
+    assert wait_until(lambda: gone(holder), 5), "the grandchild survived close()"
     assert talker.process.stdout.closed
 
 
@@ -78,7 +67,8 @@ def test_without_process_groups_close_says_what_it_could_not_stop(monkeypatch):
     try:
         with pytest.raises(TimeoutError, match="killed the child only: .* has no process groups"):
             talker.close(timeout=0.5)
-        assert not _gone_within(holder, 0.2), "without groups, the grandchild is not killed (and the error says so)"
+        assert not wait_until(lambda: gone(holder), 0.2), (
+            "without groups, the grandchild is not killed (and the error says so)")
     finally:
         _kill_if_alive(holder)
     talker._reader.join(5)  # the holder is gone: end of file
@@ -107,7 +97,7 @@ def test_leaving_the_with_block_on_an_error_keeps_that_error():
                 talker.timeout = 0.5  # close() will have to kill the group; its TimeoutError must not replace ours
                 raise KeyError("the caller's own error")
         assert talker.process.returncode == 0
-        assert _gone_within(holder, 5)
+        assert wait_until(lambda: gone(holder), 5)
     finally:
         if holder:
             _kill_if_alive(holder)
@@ -127,4 +117,4 @@ def test_a_line_child_left_open_does_not_delay_exit(tmp_path):
     assert done.returncode == 0, done.stderr
     answer, pid = done.stdout.split()
     assert answer == "9"
-    assert _gone_within(int(pid), 5), "the child outlived the script that started it"
+    assert wait_until(lambda: gone(int(pid)), 5), "the child outlived the script that started it"

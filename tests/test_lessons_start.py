@@ -8,8 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
 import pytest
+from helpers import gone
 
 import ipckit
 from ipckit.lessons import start
@@ -154,7 +154,7 @@ def test_a_killed_parent_leaves_its_daemon_child_running(start_method, tmp_path)
     pid = int(out.read_text())
     try:
         time.sleep(0.5)  # long enough for anything that would end it with its parent (none should)
-        assert psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        assert not gone(pid)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)

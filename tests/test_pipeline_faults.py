@@ -18,8 +18,8 @@ import sys
 import textwrap
 import time
 
-import psutil
 import pytest
+from helpers import gone
 
 from ipckit.lessons import faults, workloads
 from ipckit.pipeline import OrderedPipeline, WorkerDied, WorkerError
@@ -41,13 +41,6 @@ CASES = [
     for kind in faults.FAULT_KINDS
     if not (WHERE[side, when][0] == "main" and kind in ("os._exit", "crash"))  # those end main: see below
 ]
-
-
-def _gone(pid):
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 def _pipeline(side, when, kind, start_method):
@@ -97,7 +90,7 @@ def test_a_fault_ends_in_a_clear_exception_with_nothing_left(start_method, side,
     _check(info.value, side, when, kind)
     assert results == list(range(BAD))[: len(results)]  # what came before the fault was right
     assert elapsed < 2.0, f"the fault took {elapsed:.1f} s to reach the caller"
-    assert all(_gone(pid) for pid in pipe.pids.values())
+    assert all(gone(pid) for pid in pipe.pids.values())
 
 
 MAIN_DIES = textwrap.dedent(
@@ -130,9 +123,9 @@ def test_a_result_that_ends_main_as_it_unpickles_takes_the_children_too(start_me
         assert main.wait(10) == exitcode
         assert "survived" not in main.stdout.read()
         deadline = time.monotonic() + 2.0
-        while not all(_gone(pid) for pid in pids) and time.monotonic() < deadline:
+        while not all(gone(pid) for pid in pids) and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert all(_gone(pid) for pid in pids), "children outlived main"
+        assert all(gone(pid) for pid in pids), "children outlived main"
     finally:
         main.kill()
         main.wait(5)

@@ -13,29 +13,13 @@ import weakref
 import numpy as np
 import psutil
 import pytest
+from helpers import gone, wait_until
 
 from ipckit import pipeline
 from ipckit.lessons import faults, workloads
 from ipckit.pipeline import OrderedPipeline, WorkerTimeout
 
 MiB = 2**20
-
-
-def _gone(pid):
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
-def _wait_until(condition, seconds):
-    """Poll ``condition`` until it holds or ``seconds`` pass; return whether it held."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def _shm():
@@ -60,10 +44,10 @@ def test_a_dropped_pipeline_stops_its_children_and_frees_its_slots(start_method)
     pipe = OrderedPipeline(workloads.numbers, workloads.identity, (3,), start_method="fork")  # the name is rebound
     gc.collect()
     assert dropped() is None  # nothing else held it: not the dispatcher, not the lent array
-    assert _wait_until(lambda: all(_gone(pid) for pid in pids), 2.0)
+    assert wait_until(lambda: all(gone(pid) for pid in pids), 2.0)
     assert list(pipe) == [0, 1, 2]
     pipe.close()
-    assert _wait_until(lambda: not (_shm() - shm_before), 2.0)
+    assert wait_until(lambda: not (_shm() - shm_before), 2.0)
     assert kept[0] == 2.0 and kept[-1] == MiB // 8 - 1  # the loan itself stays valid
 
 
@@ -98,12 +82,12 @@ def test_close_finishes_its_work_when_ctrl_c_interrupts_it(monkeypatch, where):
     slow = functools.partial(workloads.pause, seconds=30)
     pipe = OrderedPipeline(workloads.same_array, slow, (20, MiB), consumers=2, start_method="fork")
     pids = list(pipe.pids.values())
-    assert _wait_until(lambda: _shm() - shm_before, 5.0)
+    assert wait_until(lambda: _shm() - shm_before, 5.0)
     with pytest.raises(KeyboardInterrupt):
         pipe.close()
     assert fired
     # At the moment close() raised, everything was already done: no waiting here.
-    assert all(_gone(pid) for pid in pids)
+    assert all(gone(pid) for pid in pids)
     assert not (_shm() - shm_before)
     assert pipe._core.wake_read is None and pipe._core.lifeline is None
     pipe.close()  # again: nothing left to do, no error
@@ -115,7 +99,7 @@ def test_close_after_an_interrupt_that_got_out_of_it_still_does_the_work(monkeyp
     shm_before = _shm()
     slow = functools.partial(workloads.pause, seconds=30)
     pipe = OrderedPipeline(workloads.same_array, slow, (20, MiB), start_method="fork")
-    assert _wait_until(lambda: _shm() - shm_before, 5.0)
+    assert wait_until(lambda: _shm() - shm_before, 5.0)
 
     def interrupted_at_once(core):  # Ctrl-C right after close() began, before it could guard itself
         core.closing = True
@@ -125,9 +109,9 @@ def test_close_after_an_interrupt_that_got_out_of_it_still_does_the_work(monkeyp
         patch.setattr(pipeline._Core, "close", interrupted_at_once)
         with pytest.raises(KeyboardInterrupt):
             pipe.close()
-    assert not any(_gone(pid) for pid in pipe.pids.values())  # nothing was stopped yet
+    assert not any(gone(pid) for pid in pipe.pids.values())  # nothing was stopped yet
     pipe.close()
-    assert all(_gone(pid) for pid in pipe.pids.values())
+    assert all(gone(pid) for pid in pipe.pids.values())
     assert not (_shm() - shm_before)
 
 
@@ -140,7 +124,7 @@ def test_close_from_another_thread_ends_the_loop_with_a_clear_error(start_method
         for _ in pipe:
             pass
     closer.join()
-    assert all(_gone(pid) for pid in pipe.pids.values())
+    assert all(gone(pid) for pid in pipe.pids.values())
 
 
 # --- children and the thread or process that made them --------------------------------
@@ -192,10 +176,10 @@ def test_children_die_with_main_even_when_a_short_lived_thread_made_them(start_m
         pids = [int(pid) for pid in main.stdout.readline().split()]
         assert len(pids) == 3
         time.sleep(0.3)
-        assert not any(_gone(pid) for pid in pids)  # alive after their thread ended
+        assert not any(gone(pid) for pid in pids)  # alive after their thread ended
         main.kill()
         main.wait(5)
-        assert _wait_until(lambda: all(_gone(pid) for pid in pids), 2.0)
+        assert wait_until(lambda: all(gone(pid) for pid in pids), 2.0)
     finally:
         main.kill()
         main.wait(5)
@@ -223,7 +207,7 @@ def test_a_consumer_over_its_timeout_is_stopped_and_named(start_method, stuck):
     assert isinstance(error, TimeoutError) and error.timeout == 0.5
     assert error.process.startswith("consumer-") and error.item >= 3
     assert f"{error.process} did not finish within timeout=0.5 s on item {error.item}" in str(error)
-    assert all(_gone(pid) for pid in pipe.pids.values())
+    assert all(gone(pid) for pid in pipe.pids.values())
 
 
 def test_work_within_the_timeout_is_not_stopped():

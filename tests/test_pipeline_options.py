@@ -15,6 +15,7 @@ import weakref
 import numpy as np
 import psutil
 import pytest
+from helpers import gone, wait_until
 
 from ipckit.context import get_context
 from ipckit.lessons import faults, workloads
@@ -26,22 +27,6 @@ OPTIONS = {
     "prefetch=2, chunksize=8": dict(prefetch=2, chunksize=8),
     "chunksize=16": dict(chunksize=16),
 }
-
-
-def _gone(pid):
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
-def _wait_until(condition, seconds):
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 # --- order ------------------------------------------------------------------------------
@@ -162,7 +147,7 @@ def test_a_consumer_error_keeps_its_type_and_names_its_item(start_method, option
                 results.append(result)
     assert results == list(range(len(results))) and len(results) <= 45
     assert "on item 45:" in str(info.value.__cause__)
-    assert all(_gone(pid) for pid in pipe.pids.values())
+    assert all(gone(pid) for pid in pipe.pids.values())
 
 
 def test_a_producer_error_keeps_its_type_and_says_where():
@@ -200,7 +185,7 @@ def test_a_consumer_that_dies_holding_items_is_reported(start_method, options):
         with OrderedPipeline(workloads.numbers, consume, (100,), consumers=2, start_method=start_method,
                              **options) as pipe:
             list(pipe)
-    assert all(_gone(pid) for pid in pipe.pids.values())
+    assert all(gone(pid) for pid in pipe.pids.values())
 
 
 def test_a_killed_consumer_with_prefetch_is_reported_within_a_second():
@@ -229,7 +214,7 @@ def test_a_consumer_over_its_timeout_is_stopped(options, method):
             list(pipe)
     assert info.value.timeout == 0.3 and info.value.process.startswith("consumer-")
     assert info.value.item <= 6  # the item it held longest: the stuck one, or the first of its batch
-    assert all(_gone(pid) for pid in pipe.pids.values())
+    assert all(gone(pid) for pid in pipe.pids.values())
 
 
 # --- leaving early, and a pipeline nobody holds --------------------------------------------
@@ -245,7 +230,7 @@ def test_break_stops_every_child_quickly(start_method, options):
                 break
         leaving = time.monotonic()
     assert time.monotonic() - leaving < 2.0
-    assert all(_gone(pid) for pid in pipe.pids.values())
+    assert all(gone(pid) for pid in pipe.pids.values())
 
 
 DROPPED = [(dict(prefetch=2), "fork"), (dict(chunksize=16), "fork")] + [
@@ -265,7 +250,7 @@ def test_a_dropped_pipeline_stops_its_children(options, method):
     del pipe
     gc.collect()
     assert dropped() is None
-    assert _wait_until(lambda: all(_gone(pid) for pid in pids), 2.0)
+    assert wait_until(lambda: all(gone(pid) for pid in pids), 2.0)
 
 
 # --- bad values -----------------------------------------------------------------------------
