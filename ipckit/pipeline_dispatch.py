@@ -304,7 +304,9 @@ class _Dispatcher:
             if entry.kind == RESULT_FRAME:
                 done.append((held.popleft()[2], entry))  # results come back in the order of hand-off
                 free.append(worker)
-            elif entry.kind == ERROR:
+            elif entry.kind == ERROR:  # the results it finished before the error still reach the caller
+                for slot, result in done:
+                    self.on_result(worker, slot, result)
                 raise _Stop(child_error(worker.name, pickle.loads(entry.body)))
         fifo = self.fifo
         if free and not fifo and self.producer_open and self.producer_sent.poll(0):  # one came since we woke
@@ -451,10 +453,11 @@ class _Dispatcher:
 
 def dispatch(core):
     """The dispatcher thread: run, then stop the children, tell the caller how it ended, close the pipes."""
-    outcome = ToCaller(CLOSED)
+    outcome, dispatcher = ToCaller(CLOSED), None
     try:
         try:
-            if _Dispatcher(core).run():
+            dispatcher = _Dispatcher(core)
+            if dispatcher.run():
                 outcome = ToCaller(END)
         except _Stop as stop:
             outcome = ToCaller(FAILED, error=stop.error)
@@ -464,5 +467,6 @@ def dispatch(core):
         if outcome.kind is CLOSED:
             core.close_pool()  # closed or dropped: no one will take the results still queued
     finally:
-        core.out.put([outcome])
+        finished = dispatcher.deliver if dispatcher is not None and outcome.kind is FAILED else []
+        core.out.put([*finished, outcome])  # after a failure, the results in order before it come first
         core.release()

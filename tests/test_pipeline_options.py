@@ -136,6 +136,18 @@ def test_big_results_come_back_right_however_they_were_made(consume):
 # --- failures ---------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("prefetch", [0, 7])
+def test_results_finished_before_an_error_reach_the_caller(start_method, prefetch):
+    """One consumer takes the items in order: every result before the bad item is finished, and delivered."""
+    results = []
+    with pytest.raises(ValueError, match="cannot handle item 6"):
+        with OrderedPipeline(workloads.numbers, functools.partial(workloads.fail_on, bad=6), (50,),
+                             start_method=start_method, prefetch=prefetch) as pipe:
+            for result in pipe:
+                results.append(result)
+    assert results == list(range(6))
+
+
 @pytest.mark.parametrize("options", list(OPTIONS.values()), ids=list(OPTIONS))
 def test_a_consumer_error_keeps_its_type_and_names_its_item(start_method, options):
     consume = functools.partial(workloads.fail_on, bad=45)
