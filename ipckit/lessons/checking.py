@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 import traceback
+from multiprocessing.connection import Connection
 
 
 class Wrong(Exception):
@@ -74,6 +75,24 @@ def learner_function(module, name):
     if not callable(func):
         raise Wrong(f"{module.__name__}.py should define a function {name}(...); it does not.")
     return func
+
+
+class CountedConnection(Connection):
+    """The check's end of a pipe the learner's code uses: counts how often that code looks at it.
+
+    (Set ``conn.__class__ = CountedConnection`` on an end that never travels
+    to a child.) The learner's code runs in :func:`call_in_thread`'s thread.
+
+    ``wait()`` and ``poll()`` both ask a connection for its ``fileno()`` once per call, so the count
+    is the number of times the learner's thread waited on, or polled, this pipe.
+    """
+
+    looks = 0
+
+    def fileno(self):
+        if threading.current_thread().name == "learner-code":
+            self.looks += 1
+        return super().fileno()
 
 
 def call_in_thread(func, args, timeout):

@@ -12,7 +12,7 @@ import time
 from multiprocessing.connection import Connection
 
 from ..context import get_context
-from .checking import Wrong, exercise_check
+from .checking import CountedConnection, Wrong, exercise_check
 
 DONE = None  # what the producer sends after its last item
 STOP = None  # what main sends a consumer when there is no more work
@@ -132,21 +132,6 @@ ONE_DIES = [
 _EVENTS = ("early_sent", "first_out", "finished")
 
 
-class _CountedConnection(Connection):
-    """Main's end of a check worker's pipe: counts how often the learner's code looks at it.
-
-    ``wait()`` and ``poll()`` both ask a connection for its ``fileno()`` once per call, so the count
-    is the number of times the learner's thread waited on, or polled, this pipe.
-    """
-
-    looks = 0
-
-    def fileno(self):
-        if threading.current_thread().name == "learner-code":
-            self.looks += 1
-        return super().fileno()
-
-
 class _Call:
     """One call of the learner's ``in_order``, iterated in a thread of its own: its values, outcome and times."""
 
@@ -178,7 +163,7 @@ class _Run:
         for number, steps in enumerate(scripts):
             conn, worker_end = ctx.Pipe(duplex=False)
             if type(conn) is Connection:
-                conn.__class__ = _CountedConnection  # main's end never travels to a child, so its class may differ
+                conn.__class__ = CountedConnection  # main's end never travels to a child, so its class may differ
             worker = ctx.Process(target=send_in_turn, args=(worker_end, steps, self.events), name=f"worker-{number}",
                                  daemon=True)
             self.conns.append(conn)
@@ -308,6 +293,9 @@ def _check_one_dies(call, dead):
     if isinstance(value, TimeoutError):
         raise Wrong(f"{dead.name} died and in_order raised TimeoutError: notice the death itself, with the "
                     "workers' sentinels.")
+    if not isinstance(value, ChildProcessError):
+        raise Wrong(f"{dead.name} died and in_order raised {type(value).__name__}: {value}. When a worker's "
+                    "sentinel is ready, raise ChildProcessError naming the worker that died.")
     if call.values != [0, 1][: len(call.values)]:
         raise Wrong(f"before {dead.name} died, in_order gave {call.values}; only 0 and 1 (the values of results "
                     "0 and 1) were due.")

@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from ..context import get_context
-from .checking import Wrong, call_in_thread, exercise_check, learner_raised
+from .checking import CountedConnection, Wrong, call_in_thread, exercise_check, learner_raised
 
 STOP = None  # the request that ends the server
 
@@ -102,6 +102,7 @@ SLOW = 2.0  # seconds the server takes to answer the request the learner's ask m
 GIVE_UP_AFTER = 0.5
 LATE = 1.5  # seconds after the server's reply by which the learner's ask must have returned it
 SPINNING = 0.15  # a waiting loop that uses more than this share of a core is polling, not blocking
+LOOKS = 3  # times ask may look at the pipe while it waits for the slow reply; poll(timeout) looks once
 
 
 def _still_waiting(request, timeout, waited):
@@ -142,6 +143,7 @@ def check_ask(ask, start_method=None):
         raise Wrong("ask should be a function ask(conn, request, timeout); run the exercise cell first.")
     ctx = get_context(start_method)
     conn, server_end = ctx.Pipe()
+    conn.__class__ = CountedConnection  # counts the learner's poll() calls; this end stays here
     server = ctx.Process(target=serve, args=(server_end, 30), daemon=True)
     server.start()
     server_end.close()
@@ -150,6 +152,7 @@ def check_ask(ask, start_method=None):
         _ask_right_away(ask, conn, ("sleep", 0.3), 3, ("ok", "awake"), replied_after=0.3)
 
         request = ("sleep", SLOW)
+        conn.looks = 0
         result = call_in_thread(ask, (conn, request, GIVE_UP_AFTER), SLOW + 3)
         if result is None:
             raise _still_waiting(request, GIVE_UP_AFTER, SLOW + 3)
@@ -174,6 +177,12 @@ def check_ask(ask, start_method=None):
             raise Wrong(
                 f"while it waited, ask kept {cpu_s / wall_s:.0%} of a core busy: it polls in a loop. "
                 "conn.poll(timeout) sleeps until the reply comes or the time is up."
+            )
+        if conn.looks > LOOKS:
+            raise Wrong(
+                f"while it waited {wall_s:.2f} s for the slow reply, ask looked at the pipe {conn.looks} times: "
+                "it polls (a nap between the looks only makes it slower to notice the reply). "
+                "One conn.poll(timeout) sleeps until the reply comes or the time is up."
             )
     finally:
         server.terminate()  # it may still be answering the slow request; a learner's recv() then sees EOF

@@ -88,16 +88,17 @@ def square_tasks(tasks, results, timeout):
 
 CHECK_ITEMS = 100
 GIVE_UP_AFTER = 1.0  # the timeout the check gives the learner's consume
-PAUSE = 0.3  # the finishing producer pauses this long half-way: a quiet queue is not yet the end
+PAUSE = 0.6  # the finishing producer pauses this long twice: a quiet queue is not yet the end, and the
+# whole stream lasts longer than GIVE_UP_AFTER, so only a timeout for each item (not one for the call) passes
 HUNG_AFTER = 3.0  # seconds past that timeout after which the consumer counts as hung
 SPINNING = 0.15  # a waiting loop that uses more than this share of a core is polling, not blocking
 EMPTY_ASKS = 3  # gets that did not wait and found nothing: a loop that makes more is polling
 
 
 def produce_with_a_pause(items, count):
-    """Put the numbers 0 .. count-1 with a pause half-way, then STOP: the stream goes quiet before it ends."""
+    """Put the numbers 0 .. count-1 with a pause after each third, then STOP: the stream goes quiet before it ends."""
     for number in range(count):
-        if number == count // 2:
+        if number in (count // 3, 2 * count // 3):
             time.sleep(PAUSE)
         items.put(number)
     items.put(STOP)
@@ -190,9 +191,10 @@ def check_consumer(module="exercise_queue", start_method=None):
     _not_yet(outcome)
     if outcome[0] == "raised":
         raise Wrong(
-            f"with a producer that paused for {PAUSE} s half-way, then finished, consume() raised {outcome[1]}: "
-            f"{outcome[2]}. It should wait for items (up to the timeout, {GIVE_UP_AFTER} s, each) and return the "
-            "items it got once STOP arrives; an empty queue is not the end."
+            f"with a producer that paused twice for {PAUSE} s, then finished, consume() raised {outcome[1]}: "
+            f"{outcome[2]}. It should wait for each item up to the timeout ({GIVE_UP_AFTER} s; the timeout is for "
+            "one item, not for the whole stream) and return the items it got once STOP arrives; an empty queue is "
+            "not the end."
         )
     got = outcome[1]
     if got != list(range(CHECK_ITEMS)):

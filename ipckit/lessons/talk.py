@@ -167,7 +167,8 @@ def check_talk(talk):
         raise Wrong("talk returned the right replies but left the child running: close its stdin and "
                     "wait(timeout=...) for it to exit.")
 
-    requests = ["echo first", f"sleep {SLOW}", "echo never sent"]
+    # six quick requests first: one deadline for the whole talk (timeout * len(requests)) outlasts the sleep
+    requests = [f"echo {number}" for number in range(1, 7)] + [f"sleep {SLOW}", "echo never sent"]
     (outcome, wall_s, _), left = _run(talk, requests, GIVE_UP_AFTER, SLOW + 5)
     if outcome[0] == "returned":
         raise Wrong(
