@@ -141,13 +141,15 @@ def report(results, diagnostics, method, rounds, repeat, load, load_after):
         f"(`bench.pipe_ceiling`, 64 MiB, same run) moved {d['bare_pipe']:.3g} GB/s.",
     ]
     piped = next(r for r in results if r["name"] == "pipe_bytes")
-    if not piped["passed"]:
+    at_the_ceiling = statistics.median(piped["speed"]) >= 0.75 * d["bare_pipe"]
+    if not piped["passed"] and at_the_ceiling:
         lines += [
             "",
             f"`pipe_bytes` misses its target in this run ({piped['ratio']:.2g} x `pipe_pickle`, not "
             f"{piped['goal']:g}). It moves {statistics.median(piped['speed']):.3g} GB/s, against "
-            f"{d['bare_pipe']:.3g} GB/s for bare bytes through a pipe: where the pipe itself is this slow, the "
-            "kernel's copies and wake-ups take most of either transport's time, and what `pipe_bytes` saves "
+            f"{d['bare_pipe']:.3g} GB/s for bare bytes through a pipe "
+            f"({statistics.median(piped['speed']) / d['bare_pipe']:.0%} of it): where the pipe itself is this slow, "
+            "the kernel's copies and wake-ups take most of either transport's time, and what `pipe_bytes` saves "
             "(pickling, one copy) weighs little beside them.",
         ]
     shared = results[0]

@@ -186,8 +186,10 @@ def memcpy(nbytes, repeat=DEFAULT_REPEAT, warmup=DEFAULT_WARMUP):
 def _write_sample(conn, nbytes, times):
     """The child of :func:`pipe_ceiling`: write the test array's bytes to ``conn`` ``times`` times.
 
-    Blocking writes, the barest there are; they cannot hang: if the reader
-    goes, the next write fails (``BrokenPipeError``) and the child ends.
+    Blocking writes, the barest there are. Under spawn and forkserver a write
+    fails (``BrokenPipeError``) once the reader has gone; under fork the child
+    holds a copy of the read end too, so :func:`pipe_ceiling` stops it on every
+    path instead.
     """
     data = sample_array(nbytes)
     for _ in range(times):
