@@ -52,7 +52,7 @@ def load_table(size):
     global _table, _loads  # module globals: each worker process has its own
     time.sleep(0.2)  # the expensive part, paid once per worker instead of once per task
     _table = {n: n * n for n in range(size)}
-    _loads = globals().get("_loads", 0) + 1  # how many times this worker has loaded it
+    _loads += 1  # how many times this worker has loaded it
 
 
 def look_up(n):
