@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -15,7 +16,7 @@ import psutil
 import pytest
 from distributed import KilledWorker
 
-from ipckit.lessons import workloads
+from ipckit.lessons import cluster, workloads
 from ipckit.lessons.cluster import (
     _CountingClient,
     accepts_connections,
@@ -175,6 +176,21 @@ def test_the_exercise_check_accepts_the_kits_stream_and_rejects_an_unbounded_one
 
     assert check_ordered_stream(submit_all) is False
     assert capsys.readouterr().out.startswith("Wrong: 12 tasks were on the cluster at once")
+
+
+def test_the_exercise_check_says_wrong_to_a_stream_that_never_ends(capsys, monkeypatch):
+    monkeypatch.setattr(cluster, "CHECK_SECONDS", 2.0)
+    release = threading.Event()
+
+    def stuck(client, func, items, in_flight=2):
+        release.wait(60)  # a wait with no end in the learner's code (released below, so no thread is left)
+        yield from ()
+
+    try:
+        assert check_ordered_stream(stuck) is False
+    finally:
+        release.set()
+    assert capsys.readouterr().out.startswith("Wrong: ordered_stream gave 0 of 12 results and was still running")
 
 
 def test_share_of_ideal_measures_both_engines_on_checked_results():

@@ -22,7 +22,7 @@ from distributed import Client, Event, LocalCluster, as_completed
 from ..checks import check_count, check_timeout
 from ..pipeline import OrderedPipeline
 from . import workloads
-from .checking import Wrong, exercise_check
+from .checking import Wrong, call_with_deadline, exercise_check
 
 LOOPBACK = "127.0.0.1"
 CONNECT_TIMEOUT = "30s"  # Client(timeout=...): how long to wait for the scheduler to answer
@@ -192,6 +192,7 @@ def accepts_connections(address, timeout=1.0):
 # The exercise: an ordered stream with at most N tasks in flight, checked on a cluster of its own.
 
 HOLD_SECONDS = 5.0  # how long item 0 waits for the stream to move on before it gives up
+CHECK_SECONDS = 60.0  # how long the check lets the learner's stream run before it calls it stuck
 
 
 def hold_first(item, event_name, hold=HOLD_SECONDS):
@@ -248,12 +249,21 @@ def check_ordered_stream(ordered_stream, count=12, in_flight=2):
 
         counting = _CountingClient(client)
         work = functools.partial(hold_first, event_name=name)
-        for result in ordered_stream(counting, work, producer(), in_flight=in_flight):
-            if taken_before_first is None:
-                taken_before_first = len(taken)
-            results.append(result)
-            if len(results) > count:
-                break
+
+        def consume_the_stream():  # in a thread of its own: a stream that never ends must not hang the kernel
+            nonlocal taken_before_first
+            for result in ordered_stream(counting, work, producer(), in_flight=in_flight):
+                if taken_before_first is None:
+                    taken_before_first = len(taken)
+                results.append(result)
+                if len(results) > count:
+                    break
+
+        ended, _ = call_with_deadline(consume_the_stream, (), CHECK_SECONDS)
+        if not ended:
+            raise Wrong(f"ordered_stream gave {len(results)} of {count} results and was still running "
+                        f"{CHECK_SECONDS:.0f} s later: wait with a timeout (as_completed(..., timeout=...)), and "
+                        "end the loop once every item's result is out.")
     expected = [n * n for n in range(count)]
     if "held up" in results:
         raise Wrong(f"item 0 waited {HOLD_SECONDS:.0f} s for the stream to move on: your loop waits for the "
