@@ -243,11 +243,13 @@ STAMP_EVERY = 64 * 1024  # bytes between two stamps of an array's number in its 
 def _timed_receiver(receiver, report, bursts, frames, timeout):
     """Child: receive ``bursts`` bursts of ``frames`` arrays, holding every array of a burst.
 
-    Reports when the burst's last array arrived (the clock stops there), then
-    the fingerprint of every array of the burst, computed afterwards, then
-    releases them and waits for the next burst.
+    Says "ready" first, so no burst's time includes starting the child. Reports
+    when the burst's last array arrived (the clock stops there), then the
+    fingerprint of every array of the burst, computed afterwards, then releases
+    them and waits for the next burst.
     """
     try:
+        report.send("ready")  # the parent starts its clock after this: the child's start-up is not timed
         for _ in range(bursts):
             held = [receiver.recv(timeout) for _ in range(frames)]
             report.send(time.perf_counter())
@@ -306,6 +308,7 @@ def _time_bursts(array, transport, method, repeat, warmup, timeout, frames):
                 with Child(_timed_receiver, args, start_method=method, name=f"receive:{transport.name}") as child:
                     link.receiver.close()
                     report.close()
+                    receive(arrivals, child.process, timeout, "the receiver's start")
                     for _ in range(bursts):
                         if not transport.send_before_start:
                             start = time.perf_counter()
