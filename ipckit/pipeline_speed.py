@@ -57,8 +57,8 @@ def double_in_place(array):
 def square_roots(array, passes=1):
     """Take the square root of ``array`` in place ``passes`` times: ``passes`` sets how much work an item is.
 
-    (Square roots are exact in IEEE arithmetic, so the result can be checked
-    value for value; a pass costs more than a copy of the array.)
+    (IEEE arithmetic rounds a square root correctly, so the result is the same
+    in every process and can be checked value for value.)
     """
     for _ in range(passes):
         np.sqrt(array, out=array)
