@@ -5,6 +5,7 @@ import functools
 import itertools
 import json
 import pickle
+import types
 from multiprocessing.connection import wait
 from pathlib import Path
 
@@ -161,6 +162,16 @@ def test_the_lessons_loop_keeps_the_hand_off_order_and_only_feeds_idle_consumers
     assert results == [n * n for n in range(12)]
     assert [seq for seq, _, _ in log] == list(range(12))
     assert {name for _, name, _ in log} <= {"consumer-0", "consumer-1", "consumer-2"}
+
+
+def test_the_lessons_loop_lets_the_producer_leave_once_it_is_done(start_method):
+    """A producer that ends right after DONE, while the consumers still work, is not a death."""
+    ordered_loop = _lesson_loop(start_method)
+    leaves_at_once = types.SimpleNamespace(**vars(ordered))
+    leaves_at_once.produce = functools.partial(ordered.produce, interval=0.0, idle_timeout=0.0)
+    ordered_loop.__globals__["ordered"] = leaves_at_once
+    results = list(ordered_loop(8, consumers=1, work=functools.partial(ordered.square_slowly, seconds=0.05)))
+    assert results == [n * n for n in range(8)]
 
 
 def test_the_lessons_loop_raises_at_once_when_a_consumer_dies(start_method):
