@@ -11,17 +11,10 @@ import pytest
 from ipckit import arrays, bench, get_context
 from ipckit.lessons import large_arrays
 from ipckit.lessons.large_arrays import describe
+from ipckit.watch import stop
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = np.sin(np.arange(4096.0)).reshape(8, 16, 32)
-
-
-def _finish(*processes, timeout=10):
-    for process in processes:
-        process.join(timeout)
-        if process.is_alive():
-            process.terminate()
-            process.join(5)
 
 
 def _reply(conn, timeout=20):
@@ -52,7 +45,7 @@ def test_send_pickled(start_method):
         parent_end.send(DATA)
         assert _reply(parent_end) == describe(DATA)
     finally:
-        _finish(child)
+        stop(child, grace=10)
         parent_end.close()
     assert child.exitcode == 0
 
@@ -68,7 +61,7 @@ def test_send_bytes_into_a_new_array(start_method):
         parent_end.send_bytes(DATA)
         assert _reply(parent_end) == describe(DATA)
     finally:
-        _finish(child)
+        stop(child, grace=10)
         parent_end.close()
 
 
@@ -100,7 +93,7 @@ def test_a_rawarray_read_in_place(start_method):
     try:
         assert _reply(replies) == describe(DATA)
     finally:
-        _finish(child)
+        stop(child, grace=10)
         replies.close()
 
 
@@ -118,7 +111,7 @@ def test_a_shared_memory_block_by_its_name(start_method):
         try:
             assert _reply(replies) == describe(DATA)
         finally:
-            _finish(child)
+            stop(child, grace=10)
             replies.close()
         assert child.exitcode == 0
     finally:
@@ -143,7 +136,7 @@ def test_a_queue_pickles_after_put_returns(put_a_copy, start_method):
     try:
         arrived = _reply(replies)
     finally:
-        _finish(child)
+        stop(child, grace=10)
         replies.close()
         items.cancel_join_thread()
     expected = 1.0 if put_a_copy else 2.0
@@ -164,7 +157,7 @@ def _forked(target, array):
         try:
             return _reply(replies)
         finally:
-            _finish(child)
+            stop(child, grace=10)
             replies.close()
     finally:
         large_arrays.INHERITED = None
@@ -194,7 +187,7 @@ def test_a_spawned_child_has_no_inherited_array():
         child.start()
         child_end.close()
         try:
-            _finish(child)
+            stop(child, grace=10)
             assert child.exitcode == 1  # AttributeError on None: the global is not there
             assert replies.poll(1)
             with pytest.raises(EOFError):
@@ -225,7 +218,7 @@ def test_receive_and_stamp_stamps_then_checks(start_method):
                 assert 0 < arrived - start < 10  # one clock for every process
                 assert _reply(stamps) == zlib.crc32(array)
         finally:
-            _finish(child)
+            stop(child, grace=10)
             stamps.close()
     assert child.exitcode == 0
 

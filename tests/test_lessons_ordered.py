@@ -13,17 +13,10 @@ import pytest
 
 from ipckit import get_context, plots
 from ipckit.lessons import ordered
+from ipckit.watch import stop
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "08_ordered_pipeline.ipynb"
 SOLUTION = Path(__file__).resolve().parent.parent / "notebooks" / "solutions" / "08_ordered_pipeline.py"
-
-
-def _finish(*processes, timeout=10):
-    for process in processes:
-        process.join(timeout)
-        if process.is_alive():
-            process.terminate()
-            process.join(5)
 
 
 def _recv(conn, timeout=20):
@@ -44,7 +37,7 @@ def test_the_producer_sends_each_item_then_done(start_method):
         conn.send(ordered.STOP)
         producer.join(timeout=10)
     finally:
-        _finish(producer)
+        stop(producer, grace=10)
         conn.close()
     assert received == [0, 1, 2, 3, 4, ordered.DONE]
     assert producer.exitcode == 0
@@ -61,7 +54,7 @@ def test_the_producer_stops_early_on_stop(start_method):
         conn.send(ordered.STOP)
         producer.join(timeout=10)
     finally:
-        _finish(producer)
+        stop(producer, grace=10)
         conn.close()
     assert producer.exitcode == 0
 
@@ -80,7 +73,7 @@ def test_a_consumer_answers_each_item_with_its_number_until_stop(start_method):
         conn.send(ordered.STOP)
         consumer.join(timeout=10)
     finally:
-        _finish(consumer)
+        stop(consumer, grace=10)
         conn.close()
     assert consumer.exitcode == 0
 
@@ -92,7 +85,7 @@ def test_a_consumer_leaves_when_main_closes_its_end():
     consumer.start()
     child_end.close()
     conn.close()
-    _finish(consumer)
+    stop(consumer, grace=10)
     assert consumer.exitcode == 0
 
 
@@ -105,7 +98,7 @@ def test_an_idle_consumer_leaves_after_its_idle_timeout(start_method):
     try:
         consumer.join(timeout=20)
     finally:
-        _finish(consumer)
+        stop(consumer, grace=10)
         conn.close()
     assert consumer.exitcode == 0
 
@@ -124,7 +117,7 @@ def test_square_or_die_squares_the_others_and_dies_on_its_item(start_method):
         conn.send((1, 5))
         consumer.join(timeout=10)
     finally:
-        _finish(consumer)
+        stop(consumer, grace=10)
         conn.close()
     assert consumer.exitcode == 3
 

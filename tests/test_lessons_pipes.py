@@ -7,14 +7,7 @@ import pytest
 
 from ipckit import get_context
 from ipckit.lessons import pipes
-
-
-def _finish(*processes, timeout=10):
-    for process in processes:
-        process.join(timeout)
-        if process.is_alive():
-            process.terminate()
-            process.join(5)
+from ipckit.watch import stop
 
 
 def _ask(conn, request, timeout=10):
@@ -38,7 +31,7 @@ def test_request_and_reply(start_method):
         conn.send(pipes.STOP)
         server.join(timeout=10)
     finally:
-        _finish(server)
+        stop(server, grace=10)
         conn.close()
     assert server.exitcode == 0
 
@@ -50,7 +43,7 @@ def test_the_server_leaves_when_the_parent_closes_its_end():
     server.start()
     server_end.close()
     conn.close()
-    _finish(server)
+    stop(server, grace=10)
     assert server.exitcode == 0
 
 
@@ -63,7 +56,7 @@ def test_an_idle_server_leaves_after_its_idle_timeout(start_method):
     try:
         server.join(timeout=20)
     finally:
-        _finish(server)
+        stop(server, grace=10)
         conn.close()
     assert server.exitcode == 0
 
@@ -81,7 +74,7 @@ def test_poll_waits_for_a_late_message(start_method):
         with pytest.raises(OSError, match="read-only"):
             receiver.send("back")  # duplex=False: this end only receives
     finally:
-        _finish(child)
+        stop(child, grace=10)
         receiver.close()
 
 
@@ -116,7 +109,7 @@ def test_two_writers_on_one_end_corrupt_big_messages(start_method):
         intact, corrupted, ending = _read_messages(receiver, 2 * count, size)
     finally:
         receiver.close()
-        _finish(*writers, timeout=1)  # under fork the writers hold the reading end too: they block until stopped
+        stop(writers, grace=1)  # under fork the writers hold the reading end too: they block until stopped
     assert intact < 2 * count
     assert corrupted > 0 or ending != "every message read"
 
@@ -150,7 +143,7 @@ def test_one_pipe_per_writer_keeps_every_message(start_method):
     finally:
         for receiver in receivers:
             receiver.close()
-        _finish(*writers)
+        stop(writers, grace=10)
     assert intact == 2 * count
 
 
@@ -172,7 +165,7 @@ def test_raw_bytes_into_a_preallocated_array(start_method):
                     receiver.recv_bytes_into(out)
                 assert len(caught.value.args[0]) == 80_000  # the message travels inside the exception
         finally:
-            _finish(child)
+            stop(child, grace=10)
             receiver.close()
 
 
@@ -207,7 +200,7 @@ def test_wait_sees_replies_and_deaths_as_they_happen(start_method):
                 pending.discard(name)
     finally:
         for name in plan:
-            _finish(workers[name])
+            stop(workers[name], grace=10)
             receivers[name].close()
     assert events == [("a", "result of a"), ("b", 3), ("c", "result of c")]
 

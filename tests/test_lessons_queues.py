@@ -6,14 +6,7 @@ import pytest
 
 from ipckit import get_context
 from ipckit.lessons import queues
-
-
-def _finish(*processes, timeout=10):
-    for process in processes:
-        process.join(timeout)
-        if process.is_alive():
-            process.terminate()
-            process.join(5)
+from ipckit.watch import stop
 
 
 def test_producer_and_consumer_with_a_sentinel(start_method):
@@ -26,7 +19,7 @@ def test_producer_and_consumer_with_a_sentinel(start_method):
     try:
         assert results.get(timeout=20) == (500, sum(range(500)))
     finally:
-        _finish(producer, consumer)
+        stop([producer, consumer], grace=10)
     assert (producer.exitcode, consumer.exitcode) == (0, 0)
 
 
@@ -43,7 +36,7 @@ def test_one_sentinel_per_consumer(start_method):
             items.put(queues.STOP)
         reports = [results.get(timeout=20) for _ in consumers]
     finally:
-        _finish(*consumers)
+        stop(consumers, grace=10)
     assert sum(count for count, _ in reports) == 200
     assert sum(total for _, total in reports) == sum(range(200))
 
@@ -53,7 +46,7 @@ def test_a_consumer_gives_up_when_nothing_comes(start_method):
     items, results = ctx.Queue(), ctx.Queue()
     consumer = ctx.Process(target=queues.consume, args=(items, results, 0.3))
     consumer.start()
-    _finish(consumer)
+    stop(consumer, grace=10)
     assert consumer.exitcode == 1  # queue.Empty ended it: no hang
 
 
@@ -67,7 +60,7 @@ def _wait_for_one(ctx, waiter, delay=0.3):
         items.put(time.perf_counter())
         return report.get(timeout=20)
     finally:
-        _finish(child)
+        stop(child, grace=10)
 
 
 def test_polling_burns_cpu_and_blocking_does_not(start_method):
@@ -91,7 +84,7 @@ def test_join_before_drain_times_out_and_draining_fixes_it(start_method):
         assert len(items.get(timeout=20)) == 1_000_000
         putter.join(timeout=20)
     finally:
-        _finish(putter)
+        stop(putter, grace=10)
     assert putter.exitcode == 0
 
 
@@ -114,7 +107,7 @@ def test_joinable_queue_counts_task_done(start_method):
         for _ in workers:
             tasks.put(queues.STOP)
     finally:
-        _finish(*workers)
+        stop(workers, grace=10)
     assert [w.exitcode for w in workers] == [0, 0]
 
 
@@ -131,7 +124,7 @@ def test_a_failing_task_is_still_marked_done(start_method):
         all_done.join(timeout=5)
         assert not all_done.is_alive()
     finally:
-        _finish(worker)
+        stop(worker, grace=10)
     assert worker.exitcode == 1
 
 

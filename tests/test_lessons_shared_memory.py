@@ -15,6 +15,7 @@ import pytest
 import ipckit
 from ipckit import get_context, shm
 from ipckit.lessons import shared_memory as lesson
+from ipckit.watch import stop
 
 REPO = Path(__file__).resolve().parent.parent
 SOLUTION = REPO / "notebooks" / "solutions" / "07_shared_memory.py"
@@ -25,17 +26,10 @@ def _exists(name):
     return os.path.exists(os.path.join(lesson.SHM_DIR, name))
 
 
-def _finish(process, timeout=10):
-    process.join(timeout)
-    if process.is_alive():
-        process.terminate()
-        process.join(5)
-
-
 def _run(ctx, target, *args):
     child = ctx.Process(target=target, args=args)
     child.start()
-    _finish(child)
+    stop(child, grace=10)
     return child.exitcode
 
 
@@ -71,7 +65,7 @@ def test_close_under_a_view_crashes_or_refuses(start_method):
         child = ctx.Process(target=lesson.close_under_a_view, args=(how, sender))
         child.start()
         sender.close()
-        _finish(child)
+        stop(child, grace=10)
         said[how] = (child.exitcode, receiver.recv() if child.exitcode == 0 else None)
         receiver.close()
     assert said["np.ndarray(buffer=shm.buf)"] == (-signal.SIGSEGV, None)
@@ -178,7 +172,7 @@ def test_a_child_computes_into_a_slot(start_method):
             assert receiver.poll(20)
             ref = receiver.recv()
         finally:
-            _finish(child)
+            stop(child, grace=10)
             receiver.close()
             sender.close()
         assert ref.shape == shape and ref.name == pool.name
